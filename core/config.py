@@ -1,0 +1,293 @@
+"""The one schema: every CLI, search space, export and final training reads and writes a `Config`.
+
+A `Config` is a tree of small dataclasses. Values are addressed by dotted keys (`optim.lr`), which is how the
+CLI's `--set`, the search spaces and the exported JSON all speak about it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the clips are and how they are split."""
+
+    manifest: str = ""  # CSV or Parquet, one row per clip
+    audio_root: str = ""  # folder that `path` is relative to; default: the manifest's folder
+    target: str = "label"  # column to predict
+    filter_words: list[str] = field(default_factory=list)  # keep only these words (empty: all)
+    train_file: str = ""  # pre-split manifests (optional): used instead of `manifest` when set
+    valid_file: str = ""
+    test_file: str = ""
+    sample_rate: int = 16000
+    max_seconds: float = 2.0  # clips are cut or zero-padded to this length
+    test_size: float = 0.2  # held-out share (speaker-grouped)
+    valid_size: float = 0.2  # hold-out share when k_fold == 1
+    k_fold: int = 5
+    seed: int = 0
+    shuffle: bool = True
+    cache_dir: str = ""  # decode cache; default: $AUDIOTUNE_CACHE or ~/.cache/audiotune
+
+
+@dataclass
+class FeatureConfig:
+    """Log-mel front end, computed on the training device."""
+
+    n_mels: int = 80
+    n_fft: int = 400
+    hop_length: int = 160
+
+
+@dataclass
+class AugmentConfig:
+    """SpecAugment, applied to training batches only."""
+
+    time_mask: int = 0  # widest time mask, in frames (0: off)
+    time_masks: int = 0  # how many time masks
+    freq_mask: int = 0  # widest frequency mask, in mel bins (0: off)
+    freq_masks: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "whisper"
+    pretrained: str = "none"  # hub id, local folder, or "none" (random init from `size`)
+    size: str = "tiny"  # preset used when pretrained == "none"
+    projection_dim: int = 256
+    head: str = "classifier"  # classifier | regressor
+    dropout: float = 0.1
+    freeze_encoder: bool = False
+
+
+@dataclass
+class LossConfig:
+    name: str = "ce"
+    smoothing: float = 1.0  # balancing: add-k smoothing of P(label | word)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 3e-4  # peak learning rate
+    weight_decay: float = 0.01
+    scheduler: str = "warmup_cosine"
+    warmup_ratio: float = 0.1  # share of all optimiser steps spent warming up
+    min_lr_ratio: float = 0.01  # cosine floor, as a share of lr
+    grad_clip: float = 1.0  # max grad norm (0: off)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 16
+    metric: str = "uar"  # validation metric that selects epochs and configs
+    select: str = "best"  # best | last epoch of each fold
+    patience: int = 0  # early stopping within a fold (0: off)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA only)
+    eval_batch_size: int = 64
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # --- serialisation ---------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Config:
+        """Inverse of `to_dict`; unknown sections or keys are errors, missing ones keep their defaults."""
+        return Config().with_overrides(flatten(raw))
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Config:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    # --- dotted access ---------------------------------------------------------------------------------------
+    def get(self, key: str) -> Any:
+        section, name = _split_key(self, key)
+        return getattr(section, name)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Config:
+        """A copy with dotted overrides applied; strings (from the CLI) are parsed to the field's type."""
+        new = Config(**{f.name: dataclasses.replace(getattr(self, f.name)) for f in dataclasses.fields(self)})
+        for key, value in overrides.items():
+            section, name = _split_key(new, key)
+            setattr(section, name, coerce(key, value, _field_type(section, name)))
+        return new
+
+    def validate(self) -> Config:
+        """Raise `ConfigError` naming the first field whose value is out of range; return self."""
+        for rule in _RULES:
+            rule(self)
+        return self
+
+
+# --- helpers --------------------------------------------------------------------------------------------------
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'optim': {'lr': 1}} -> {'optim.lr': 1}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def all_keys() -> list[str]:
+    return sorted(flatten(Config().to_dict()))
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """'optim.lr=3e-4' -> ('optim.lr', '3e-4')."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def _split_key(config: Config, key: str) -> tuple[Any, str]:
+    parts = key.split(".")
+    if len(parts) == 2 and hasattr(config, parts[0]):
+        section = getattr(config, parts[0])
+        if dataclasses.is_dataclass(section) and parts[1] in {f.name for f in dataclasses.fields(section)}:
+            return section, parts[1]
+    hint = difflib.get_close_matches(key, all_keys(), n=1)
+    suggestion = f" (did you mean {hint[0]}?)" if hint else ""
+    raise ConfigError(f"unknown config key {key!r}{suggestion}")
+
+
+def _field_type(section: Any, name: str) -> Any:
+    return typing.get_type_hints(type(section))[name]
+
+
+def coerce(key: str, value: Any, kind: Any) -> Any:
+    """Turn `value` into `kind` (int, float, bool, str or list[str]) or raise a ConfigError naming `key`."""
+    try:
+        if typing.get_origin(kind) in (list, types.GenericAlias) or kind is list:
+            if isinstance(value, str):
+                return [part.strip() for part in value.split(",") if part.strip()]
+            if isinstance(value, (list, tuple)):
+                return [str(part) for part in value]
+        elif kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in _BOOLS:
+                return _BOOLS[value.lower()]
+        elif kind is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            return int(value) if isinstance(value, int) else int(str(value), 10)
+        elif kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        elif kind is str:
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"{key}: expected {_type_name(kind)}, got {value!r}")
+
+
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _type_name(kind: Any) -> str:
+    return "a comma-separated list" if typing.get_origin(kind) is list else getattr(kind, "__name__", str(kind))
+
+
+# --- validation rules: each names its field -----------------------------------------------------------------
+def _check(condition: bool, key: str, message: str, config: Config) -> None:
+    if not condition:
+        raise ConfigError(f"{key}={config.get(key)!r}: {message}")
+
+
+def _data_rules(c: Config) -> None:
+    d = c.data
+    _check(0 < d.test_size < 1, "data.test_size", "must be between 0 and 1 (exclusive)", c)
+    _check(0 < d.valid_size < 1, "data.valid_size", "must be between 0 and 1 (exclusive)", c)
+    _check(d.k_fold >= 1, "data.k_fold", "must be >= 2 for cross-validation (1: a single hold-out split)", c)
+    _check(d.sample_rate > 0, "data.sample_rate", "must be positive", c)
+    _check(d.max_seconds > 0, "data.max_seconds", "must be positive", c)
+    _check(bool(d.target), "data.target", "must name a manifest column", c)
+
+
+def _feature_rules(c: Config) -> None:
+    f, a = c.features, c.augment
+    _check(f.n_mels > 0, "features.n_mels", "must be positive", c)
+    _check(f.n_fft > 0, "features.n_fft", "must be positive", c)
+    _check(f.hop_length > 0, "features.hop_length", "must be positive", c)
+    for key in ("time_mask", "time_masks", "freq_mask", "freq_masks"):
+        _check(getattr(a, key) >= 0, f"augment.{key}", "must be >= 0", c)
+    _check(a.freq_mask <= f.n_mels, "augment.freq_mask", f"must be <= features.n_mels ({f.n_mels})", c)
+
+
+def _model_rules(c: Config) -> None:
+    m = c.model
+    _check(m.projection_dim > 0, "model.projection_dim", "must be positive", c)
+    _check(0 <= m.dropout < 1, "model.dropout", "must be in [0, 1)", c)
+    _check(m.head in ("classifier", "regressor"), "model.head", "must be classifier or regressor", c)
+
+
+def _optim_rules(c: Config) -> None:
+    o = c.optim
+    _check(o.lr > 0, "optim.lr", "must be positive", c)
+    _check(o.weight_decay >= 0, "optim.weight_decay", "must be >= 0", c)
+    _check(0 <= o.warmup_ratio < 1, "optim.warmup_ratio", "must be in [0, 1)", c)
+    _check(0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio", "must be in [0, 1]", c)
+    _check(o.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0: off)", c)
+    _check(c.loss.smoothing >= 0, "loss.smoothing", "must be >= 0", c)
+
+
+def _train_rules(c: Config) -> None:
+    t = c.train
+    _check(t.epochs >= 1, "train.epochs", "must be >= 1", c)
+    _check(t.batch_size >= 1, "train.batch_size", "must be >= 1", c)
+    _check(t.eval_batch_size >= 1, "train.eval_batch_size", "must be >= 1", c)
+    _check(t.select in ("best", "last"), "train.select", "must be best or last", c)
+    _check(t.patience >= 0, "train.patience", "must be >= 0", c)
+    _check(t.precision in ("fp32", "bf16", "fp16"), "train.precision", "must be fp32, bf16 or fp16", c)
+    _check(t.device == "auto" or t.device.split(":")[0] in ("cpu", "cuda"), "train.device",
+           "must be auto, cpu, cuda or cuda:N", c)
+
+
+def _registry_rules(c: Config) -> None:
+    """Names must exist in their registries (imported here so that config stays cheap to import)."""
+    from core.losses import LOSSES
+    from core.metrics import METRICS
+    from core.models import MODELS
+    from core.optim import OPTIMIZERS, SCHEDULERS
+
+    for key, registry in (("model.name", MODELS), ("loss.name", LOSSES), ("optim.name", OPTIMIZERS),
+                          ("optim.scheduler", SCHEDULERS), ("train.metric", METRICS)):
+        registry.check(key, c.get(key))
+    MODELS.get(c.model.name).check(c)
+
+
+_RULES = (_data_rules, _feature_rules, _model_rules, _optim_rules, _train_rules, _registry_rules)

@@ -1,0 +1,1 @@
+"""Manifest, decode-once cache and splits."""

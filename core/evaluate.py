@@ -1,0 +1,30 @@
+"""Inference on a set of rows: no augmentation, fixed order, so the same model gives the same numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.data.batches import batch_rows, make_batch
+from core.data.dataset import AudioData
+from core.metrics import classification_metrics
+
+
+@torch.no_grad()
+def predict(model: nn.Module, featurizer: nn.Module, data: AudioData, rows: np.ndarray, device: torch.device,
+            batch_size: int) -> np.ndarray:
+    """Class probabilities [n, classes] (or predicted values [n, 1]) for `rows`, in the order of `rows`."""
+    model.eval()
+    featurizer.eval()
+    outputs = []
+    for chunk in batch_rows(np.asarray(rows), batch_size, rng=None):
+        batch = make_batch(data, chunk, device)
+        logits = model(featurizer(batch.waveforms))["logits"].float()
+        values = logits if data.regression else logits.softmax(dim=-1)
+        outputs.append(values.cpu().numpy()[np.argsort(np.argsort(chunk))])  # back to the order of `chunk`
+    return np.concatenate(outputs) if outputs else np.zeros((0, data.num_outputs), np.float32)
+
+
+def score(data: AudioData, rows: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+    return classification_metrics(data.targets[rows], outputs)

@@ -1,0 +1,48 @@
+"""Validation metrics. UAR (unweighted average recall = balanced accuracy) is primary: the classes are
+imbalanced and a screening tool must recognise both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+from core.registry import Registry
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    mode: str  # "max" or "min": which direction is better
+    task: str  # "classification" or "regression"
+
+
+METRICS: Registry[MetricSpec] = Registry("metric")
+for _name in ("uar", "f1", "accuracy", "auroc"):
+    METRICS.register(_name)(MetricSpec("max", "classification"))
+
+
+def classification_metrics(targets: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """UAR, macro-F1, accuracy and AUROC (one-vs-rest macro; NaN when a class is absent from `targets`)."""
+    predictions = probabilities.argmax(axis=1)
+    labels = np.arange(probabilities.shape[1])
+    return {
+        "uar": float(balanced_accuracy_score(targets, predictions)),
+        "f1": float(f1_score(targets, predictions, labels=labels, average="macro", zero_division=0)),
+        "accuracy": float(accuracy_score(targets, predictions)),
+        "auroc": _auroc(targets, probabilities),
+    }
+
+
+def _auroc(targets: np.ndarray, probabilities: np.ndarray) -> float:
+    if len(np.unique(targets)) < probabilities.shape[1]:
+        return float("nan")
+    if probabilities.shape[1] == 2:
+        return float(roc_auc_score(targets, probabilities[:, 1]))
+    return float(roc_auc_score(targets, probabilities, multi_class="ovr", average="macro"))
+
+
+def per_group_uar(targets: np.ndarray, predictions: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """UAR within each group (e.g. word); groups with a single class present still get a recall average."""
+    return {str(g): float(balanced_accuracy_score(targets[groups == g], predictions[groups == g]))
+            for g in np.unique(groups)}

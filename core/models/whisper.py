@@ -1,0 +1,98 @@
+"""Whisper encoder classifier: HF `WhisperEncoder` sized to the clip, mean-pooled, projection + head.
+
+Whisper's encoder demands exactly `2 * max_source_positions` mel frames. Short clips get a positional table of
+`frames // 2` rows; a pretrained table is *sliced* to those rows (never re-initialised), so the model sees the
+same positions it was trained with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from transformers import WhisperConfig, WhisperModel
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+from transformers.utils import logging as hf_logging
+
+from core.config import Config
+from core.errors import ConfigError
+from core.features import build_log_mel_featurizer, log_mel_frames
+from core.models import MODELS, ModelSpec
+from core.models.heads import ProjectionHead
+
+SIZE_PRESETS: dict[str, dict[str, int]] = {
+    "micro": {"d_model": 64, "encoder_layers": 2, "encoder_attention_heads": 2, "encoder_ffn_dim": 256},
+    "tiny": {"d_model": 384, "encoder_layers": 4, "encoder_attention_heads": 6, "encoder_ffn_dim": 1536},
+    "base": {"d_model": 512, "encoder_layers": 6, "encoder_attention_heads": 8, "encoder_ffn_dim": 2048},
+}
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports for one block, restoring the caller's verbosity after."""
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
+def whisper_positions(config: Config) -> int:
+    return log_mel_frames(config) // 2
+
+
+def load_encoder(source: str, size: str, n_mels: int, positions: int) -> WhisperEncoder:
+    """A Whisper encoder with `positions` positional rows: random from a size preset, or pretrained (hub id or
+    local folder) with the positional table sliced to its first `positions` rows."""
+    if source == "none":
+        hf_config = WhisperConfig(num_mel_bins=n_mels, max_source_positions=positions, **SIZE_PRESETS[size])
+        return WhisperEncoder(hf_config)
+    with quiet_transformers():
+        hf_config = WhisperConfig.from_pretrained(source)
+        if hf_config.num_mel_bins != n_mels:
+            raise ConfigError(f"features.n_mels={n_mels}: the checkpoint {source} takes {hf_config.num_mel_bins}")
+        if positions > hf_config.max_source_positions:
+            raise ConfigError(f"data.max_seconds: clips give {positions} positions but {source} has only "
+                              f"{hf_config.max_source_positions}")
+        state = WhisperModel.from_pretrained(source).encoder.state_dict()
+    state["embed_positions.weight"] = state["embed_positions.weight"][:positions].clone()
+    hf_config.max_source_positions = positions
+    encoder = WhisperEncoder(hf_config)
+    encoder.load_state_dict(state, strict=True)
+    return encoder
+
+
+class WhisperClassifier(nn.Module):
+    def __init__(self, encoder: WhisperEncoder, projection_dim: int, num_outputs: int, dropout: float,
+                 freeze_encoder: bool) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.encoder.requires_grad_(not freeze_encoder)
+        self.head = ProjectionHead(encoder.config.d_model, projection_dim, num_outputs, dropout)
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden = self.encoder(input_features=features).last_hidden_state
+        return self.head(hidden.mean(dim=1))
+
+
+def build(config: Config, num_outputs: int) -> nn.Module:
+    m = config.model
+    encoder = load_encoder(m.pretrained, m.size, config.features.n_mels, whisper_positions(config))
+    return WhisperClassifier(encoder, m.projection_dim, num_outputs, m.dropout, m.freeze_encoder)
+
+
+def featurizer(config: Config) -> nn.Module:
+    return build_log_mel_featurizer(config, 2 * whisper_positions(config))
+
+
+def check(config: Config) -> None:
+    if config.model.pretrained == "none" and config.model.size not in SIZE_PRESETS:
+        raise ConfigError(f"model.size={config.model.size!r}: choose one of {', '.join(SIZE_PRESETS)}")
+    if whisper_positions(config) < 1:
+        raise ConfigError("data.max_seconds: too short for Whisper (needs at least 2 mel frames)")
+
+
+MODELS.register("whisper")(ModelSpec(build=build, featurizer=featurizer, check=check))

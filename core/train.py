@@ -1,0 +1,153 @@
+"""`train_fold`: one model/loss/fold, one result per epoch. Pure: everything comes in through its arguments.
+
+Ray is not needed: `tune/` advances several of these generators in lockstep, `python -m core.run` runs them
+one after another, and a test can just iterate one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.config import Config
+from core.data.batches import batch_rows, make_batch
+from core.data.dataset import AudioData
+from core.data.splits import Fold
+from core.evaluate import predict, score
+from core.losses import LOSSES
+from core.metrics import METRICS
+from core.models import MODELS
+from core.optim import OPTIMIZERS, SCHEDULERS
+from core.randomness import FoldRandom, fold_seed
+from core.statistics import FoldStatistics
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite: the config diverged (the search marks the trial errored)."""
+
+
+@dataclass
+class EpochResult:
+    fold: int
+    epoch: int  # 1-based
+    train_loss: float
+    metrics: dict[str, float]  # validation metrics of this epoch; empty without validation rows
+    best_epoch: int  # epoch with the best validation score so far (the last epoch without validation)
+    best_score: float
+    stopped: bool  # early stopping fired: no further epochs follow
+    state: dict[str, Any] = field(repr=False)  # torch.save-able; pass back as `resume` to continue exactly
+    model: nn.Module = field(repr=False)  # the selected model (best or last epoch, per train.select)
+    featurizer: nn.Module = field(repr=False)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """bf16/fp16 autocast on CUDA; a disabled context on CPU or with fp32."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    enabled = device.type == "cuda" and dtype != torch.float32
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+
+
+@dataclass
+class _Progress:
+    """What early stopping and epoch selection need to remember."""
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best_score: float = math.nan
+    since_best: int = 0
+    best_model: dict[str, torch.Tensor] | None = None
+
+    def improved(self, value: float, mode: str) -> bool:
+        if math.isnan(value):
+            return False
+        return math.isnan(self.best_score) or (value > self.best_score if mode == "max" else value < self.best_score)
+
+
+def train_fold(config: Config, data: AudioData, fold: Fold,
+               resume: dict[str, Any] | None = None) -> Iterator[EpochResult]:
+    """Train `config` on `fold.train`, validating on `fold.valid` after every epoch; yield one result per epoch.
+
+    Seeded from `train.seed` and the fold index, with its own RNG streams: two runs on CPU give the same numbers,
+    and so does a run resumed from any yielded `state`.
+    """
+    t = config.train
+    spec = MODELS.get(config.model.name)
+    device = resolve_device(t.device)
+    random = FoldRandom(fold_seed(t.seed, fold.index))
+    stats = FoldStatistics.from_rows(data.targets, data.word_ids, len(data.classes), len(data.words), fold.train)
+    with random.active(device):
+        model = spec.build(config, data.num_outputs).to(device)
+        featurizer = spec.featurizer(config).to(device)
+    loss_fn = LOSSES.get(config.loss.name)(config, stats).to(device)
+    steps_per_epoch = math.ceil(len(fold.train) / t.batch_size)
+    optimizer = OPTIMIZERS.get(config.optim.name)((p for p in model.parameters() if p.requires_grad), config.optim)
+    scheduler = SCHEDULERS.get(config.optim.scheduler)(optimizer, config.optim, steps_per_epoch * t.epochs)
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and t.precision == "fp16")
+    progress = _Progress()
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        scaler.load_state_dict(resume["scaler"])
+        random.load_state_dict(resume["random"])
+        progress = _Progress(**resume["progress"])
+    mode = METRICS.get(t.metric).mode
+    selected = copy.deepcopy(model) if t.select == "best" else model
+
+    for epoch in range(progress.epoch + 1, t.epochs + 1):
+        model.train()
+        featurizer.train()
+        losses = []
+        with random.active(device):
+            for rows in batch_rows(fold.train, t.batch_size, random.numpy):
+                batch = make_batch(data, rows, device)
+                with autocast(device, t.precision):
+                    loss = loss_fn(model(featurizer(batch.waveforms)), batch)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(f"fold {fold.index} epoch {epoch}: training loss is {loss.item()}")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if config.optim.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                losses.append(loss.item())
+
+        metrics: dict[str, float] = {}
+        if len(fold.valid):
+            outputs = predict(model, featurizer, data, fold.valid, device, t.eval_batch_size)
+            metrics = score(data, fold.valid, outputs)
+        progress.epoch = epoch
+        value = metrics.get(t.metric, math.nan)
+        if not metrics or progress.improved(value, mode):
+            progress.best_epoch, progress.best_score, progress.since_best = epoch, value, 0
+            if t.select == "best":
+                progress.best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            progress.since_best += 1
+        stopped = t.patience > 0 and progress.since_best >= t.patience and epoch < t.epochs
+        if t.select == "best" and progress.best_model is not None:
+            selected.load_state_dict(progress.best_model)
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                 "random": random.state_dict(), "progress": vars(progress).copy()}
+        yield EpochResult(fold=fold.index, epoch=epoch, train_loss=float(np.mean(losses)), metrics=metrics,
+                          best_epoch=progress.best_epoch, best_score=progress.best_score, stopped=stopped,
+                          state=state, model=selected, featurizer=featurizer)
+        if stopped:
+            return
