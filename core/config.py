@@ -291,3 +291,16 @@ def _registry_rules(c: Config) -> None:
 
 
 _RULES = (_data_rules, _feature_rules, _model_rules, _optim_rules, _train_rules, _registry_rules)
+
+
+def load_config_file(path: str | Path) -> Config:
+    """A config from JSON: either `Config.to_dict()` itself or an export (`best_config.json`) holding it under
+    "config"."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{file}: config file not found")
+    try:
+        raw = json.loads(file.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{file}: not valid JSON ({error})") from error
+    return Config.from_dict(raw["config"] if isinstance(raw, dict) and "config" in raw else raw)

@@ -42,7 +42,12 @@ def _auroc(targets: np.ndarray, probabilities: np.ndarray) -> float:
     return float(roc_auc_score(targets, probabilities, multi_class="ovr", average="macro"))
 
 
-def per_group_uar(targets: np.ndarray, predictions: np.ndarray, groups: np.ndarray) -> dict[str, float]:
-    """UAR within each group (e.g. word); groups with a single class present still get a recall average."""
-    return {str(g): float(balanced_accuracy_score(targets[groups == g], predictions[groups == g]))
-            for g in np.unique(groups)}
+def recall_average(targets: np.ndarray, predictions: np.ndarray) -> float:
+    """UAR over the classes present in `targets` (no warning when a group holds one class only)."""
+    return float(np.mean([np.mean(predictions[targets == c] == c) for c in np.unique(targets)]))
+
+
+def per_group_uar(targets: np.ndarray, predictions: np.ndarray, groups: np.ndarray) -> dict[str, dict[str, float]]:
+    """UAR and clip count within each group (e.g. word)."""
+    return {str(g): {"uar": recall_average(targets[groups == g], predictions[groups == g]),
+                     "clips": int(np.sum(groups == g))} for g in np.unique(groups)}

@@ -1,0 +1,122 @@
+"""`tune.run`'s command line and the run settings saved with every search (so `--resume` needs only the name)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from core.config import Config, parse_assignment
+from core.errors import UserError
+from search_spaces import DEMO_OVERRIDES, SearchSpace
+
+BUNDLED_DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "manifest.csv"
+DEMO_BUDGET = {"num_samples": 6, "max_concurrent": 2, "cpus_per_trial": 1.0}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line (`error: ...`) instead of the whole usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog="python -m tune.run",
+        description="Cross-validated hyperparameter search: every trial trains one config on k speaker-grouped "
+                    "folds; ASHA prunes on the fold-mean curve, Optuna (TPE) proposes configs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--space", help="search space name (see --list-spaces)")
+    p.add_argument("--list-spaces", action="store_true", help="list the search spaces with their parameters")
+    p.add_argument("--data", help="manifest (CSV or Parquet); default: the bundled demo set")
+    p.add_argument("--audio-root", help="folder the manifest's paths are relative to (default: its folder)")
+    p.add_argument("--target", help="target column (default: label)")
+    p.add_argument("--num-samples", type=int, help="number of trials (default: 20; --demo: 6)")
+    p.add_argument("--k-fold", type=int, help="folds per trial (default: the space's, usually 5)")
+    p.add_argument("--epochs", type=int, help="epochs per fold (default: the space's)")
+    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed")
+    p.add_argument("--max-concurrent", type=int, help="trials at once (default: as resources allow)")
+    p.add_argument("--grace-period", type=int, default=2, help="ASHA: epochs every trial gets before pruning")
+    p.add_argument("--storage", default="./runs", help="results folder or URI (s3://, gs://, file://)")
+    p.add_argument("--name", help="experiment name (default: SPACE-YYYYmmdd-HHMMSS; --demo: demo)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the splits, the training and the sampler")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, repeatable, e.g. --set optim.lr=3e-4 --set model.pretrained=none")
+    p.add_argument("--address", help="join this Ray cluster (e.g. auto or HOST:6379); default: a local Ray on "
+                                     "127.0.0.1")
+    p.add_argument("--demo", action="store_true",
+                   help="tiny from-scratch model and a small budget (minutes on 2 CPU cores); bundled data")
+    p.add_argument("--resume", action="store_true", help="continue the experiment --name in --storage")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing experiment of the same name")
+    return p
+
+
+@dataclass
+class RunSettings:
+    """Everything that defines a search, saved as run.json in the experiment folder."""
+
+    space: str
+    name: str
+    base: dict[str, Any]  # Config.to_dict() every trial starts from
+    num_samples: int
+    cpus_per_trial: float
+    gpus_per_trial: float
+    max_concurrent: int | None
+    grace_period: int
+    seed: int
+    demo: bool
+    created: str
+
+    def to_json(self) -> bytes:
+        return (json.dumps(asdict(self), indent=2) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> RunSettings:
+        return cls(**json.loads(data))
+
+    @property
+    def config(self) -> Config:
+        return Config.from_dict(self.base)
+
+
+def _positive(value: float | None, flag: str, minimum: float = 1) -> None:
+    if value is not None and value < minimum:
+        raise UserError(f"{flag} must be >= {minimum:g}, got {value:g}")
+
+
+def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSettings:
+    """Layer the config: defaults < space base < --demo < flags < --set; validate it."""
+    _positive(args.num_samples, "--num-samples")
+    _positive(args.cpus_per_trial, "--cpus-per-trial", 0.01)
+    _positive(args.gpus_per_trial, "--gpus-per-trial", 0)
+    _positive(args.max_concurrent, "--max-concurrent")
+    _positive(args.grace_period, "--grace-period")
+    if args.k_fold is not None and args.k_fold < 2:
+        raise UserError(f"--k-fold must be >= 2 for cross-validation, got {args.k_fold}")
+    overrides: dict[str, Any] = dict(space.base)
+    if args.demo:
+        overrides.update(DEMO_OVERRIDES)
+        overrides.update(space.demo)
+    data = args.data or str(BUNDLED_DEMO)
+    flags = {"data.manifest": data, "data.audio_root": args.audio_root, "data.target": args.target,
+             "data.k_fold": args.k_fold, "train.epochs": args.epochs, "data.seed": args.seed,
+             "train.seed": args.seed}
+    overrides.update({key: value for key, value in flags.items() if value is not None})
+    overrides.update(dict(parse_assignment(text) for text in args.overrides))
+    config = Config().with_overrides(overrides).validate()
+    if config.data.k_fold < 2:
+        raise UserError(f"data.k_fold={config.data.k_fold}: a search cross-validates, use k >= 2")
+    budget = DEMO_BUDGET if args.demo else {}
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return RunSettings(
+        space=space.name, name=args.name or ("demo" if args.demo else f"{space.name}-{stamp}"),
+        base=config.to_dict(), num_samples=args.num_samples or budget.get("num_samples", 20),
+        cpus_per_trial=args.cpus_per_trial or budget.get("cpus_per_trial", 1.0),
+        gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent or budget.get("max_concurrent"),
+        grace_period=args.grace_period, seed=args.seed, demo=args.demo,
+        created=datetime.datetime.now().isoformat(timespec="seconds"))

@@ -1,0 +1,124 @@
+"""`python -m tune.final --config best_config.json`: train the winner on train+valid, test once, report.
+
+The held-out test set was never seen by the search; it is used exactly once here. Writes `model.pt`,
+`config.json` and `report.json` (metrics, confusion matrix, per-word UAR) to `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix
+
+from core.config import Config, load_config_file
+from core.data.dataset import AudioData, prepare_data
+from core.data.splits import Fold
+from core.errors import UserError
+from core.evaluate import predict, score
+from core.metrics import per_group_uar
+from core.models import MODELS
+from core.train import resolve_device, train_fold
+from tune.arguments import ArgumentParser
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m tune.final", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="best_config.json from tune.run (or a plain config JSON)")
+    p.add_argument("--out", help="output folder (default: final/ beside the config)")
+    p.add_argument("--data", help="manifest to use instead of the config's data.manifest")
+    p.add_argument("--audio-root", help="folder the manifest's paths are relative to")
+    p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint on the test set")
+    p.add_argument("--checkpoint", help="model.pt written by an earlier tune.final (with --eval-only)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
+    return p
+
+
+def test_report(config: Config, data: AudioData, model: torch.nn.Module, featurizer: torch.nn.Module) -> dict:
+    rows = data.splits.test
+    outputs = predict(model, featurizer, data, rows, resolve_device(config.train.device),
+                      config.train.eval_batch_size)
+    predictions = outputs.argmax(axis=1)
+    targets = data.targets[rows]
+    words = np.asarray(data.words)[data.word_ids[rows]]
+    return {
+        "metrics": score(data, rows, outputs),
+        "classes": data.classes,
+        "confusion_matrix": confusion_matrix(targets, predictions, labels=range(len(data.classes))).tolist(),
+        "per_word_uar": per_group_uar(targets, predictions, words),
+        "test_clips": int(len(rows)),
+        "train_clips": int(len(data.splits.development)),
+    }
+
+
+def train_final(config: Config, data: AudioData) -> tuple[torch.nn.Module, torch.nn.Module]:
+    fold = Fold(index=0, train=data.splits.development, valid=np.zeros(0, dtype=np.int64))
+    result = None
+    for result in train_fold(config, data, fold):
+        print(f"final training: epoch {result.epoch}/{config.train.epochs}  loss {result.train_loss:.4f}", flush=True)
+    assert result is not None  # train.epochs >= 1 is validated
+    return result.model, result.featurizer
+
+
+def load_checkpoint(path: Path, config: Config, data: AudioData) -> tuple[torch.nn.Module, torch.nn.Module]:
+    if not path.is_file():
+        raise UserError(f"--checkpoint {path}: not found")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    spec = MODELS.get(config.model.name)
+    model, featurizer = spec.build(config, data.num_outputs), spec.featurizer(config)
+    model.load_state_dict(saved["model"])
+    device = resolve_device(config.train.device)
+    return model.to(device), featurizer.to(device)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    config_path = Path(args.config)
+    config = load_config_file(config_path)
+    overrides = {k: v for k, v in {"data.manifest": args.data, "data.audio_root": args.audio_root}.items() if v}
+    config = config.with_overrides(overrides).validate()
+    out = Path(args.out) if args.out else config_path.resolve().parent / "final"
+    if (out / "report.json").exists() and not args.overwrite and not args.eval_only:
+        raise UserError(f"{out / 'report.json'} exists: pass --overwrite or another --out")
+    if args.eval_only and not args.checkpoint:
+        raise UserError("--eval-only needs --checkpoint model.pt")
+    data = prepare_data(config, progress=print)
+    started = time.time()
+    if args.eval_only:
+        model, featurizer = load_checkpoint(Path(args.checkpoint), config, data)
+    else:
+        model, featurizer = train_final(config, data)
+    report = test_report(config, data, model, featurizer)
+    report["seconds"] = round(time.time() - started, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    name = "eval_report.json" if args.eval_only else "report.json"
+    (out / name).write_text(json.dumps(report, indent=2) + "\n")
+    if not args.eval_only:
+        config.to_json(out / "config.json")
+        torch.save({"model": model.state_dict(), "config": config.to_dict(), "classes": data.classes,
+                    "words": data.words}, out / "model.pt")
+    metrics = report["metrics"]
+    print("test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({report['test_clips']} clips)")
+    print(f"wrote {out / name}" + ("" if args.eval_only else f", {out / 'model.pt'}, {out / 'config.json'}"))
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The leaderboard: one row per trial (config, fold mean ± std, per-fold scores), best first."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import pandas as pd
+from ray.tune import ResultGrid
+
+from tune.aggregate import fold_values
+
+
+def trial_rows(grid: ResultGrid, metric: str, epochs: int) -> list[dict[str, Any]]:
+    rows = []
+    for result in grid:
+        last = result.metrics or {}
+        epoch = int(last.get("epoch", 0) or 0)
+        folds = fold_values(last, metric)
+        status = "error" if result.error else ("finished" if epoch >= epochs else "stopped (ASHA)")
+        row: dict[str, Any] = {
+            "trial_id": last.get("trial_id") or result.path.rstrip("/").rsplit("/", 1)[-1],
+            "status": status,
+            f"{metric}_mean": last.get(f"{metric}_mean", math.nan),
+            f"{metric}_std": last.get(f"{metric}_std", math.nan),
+            f"{metric}_folds": " ".join(f"{v:.4f}" for v in folds),
+            "epochs": epoch,
+            "best_epochs": " ".join(str(int(v)) for v in fold_values(last, "best_epoch")),
+            "error": _error_text(result.error),
+        }
+        row.update({key: value for key, value in sorted(result.config.items())})
+        rows.append(row)
+    return rows
+
+
+def _error_text(error: BaseException | None) -> str:
+    if error is None:
+        return ""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(error).__name__
+
+
+def build_leaderboard(grid: ResultGrid, metric: str, mode: str, epochs: int) -> pd.DataFrame:
+    table = pd.DataFrame(trial_rows(grid, metric, epochs))
+    if table.empty:
+        return table
+    table = table.sort_values(f"{metric}_mean", ascending=mode == "min", na_position="last", kind="stable")
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return table.reset_index(drop=True)
+
+
+def to_csv_bytes(table: pd.DataFrame) -> bytes:
+    return table.to_csv(index=False).encode()
+
+
+def to_parquet_bytes(table: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def format_leaderboard(table: pd.DataFrame, metric: str, top: int = 10) -> str:
+    """A compact text table: rank, trial, status, score, folds and the searched parameters."""
+    if table.empty:
+        return "(no trials)"
+    fixed = ["rank", "trial_id", "status", f"{metric}_mean", f"{metric}_std", f"{metric}_folds", "epochs"]
+    params = [c for c in table.columns if "." in c]
+    shown = table[fixed + params].head(top).copy()
+    for column in (f"{metric}_mean", f"{metric}_std"):
+        shown[column] = shown[column].map(lambda v: f"{v:.4f}")
+    for column in params:
+        shown[column] = shown[column].map(lambda v: f"{v:.3g}" if isinstance(v, float) else str(v))
+    shown.columns = [c.split(".")[-1] if "." in c else c for c in shown.columns]
+    return shown.to_string(index=False)
