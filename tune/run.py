@@ -55,8 +55,8 @@ def describe_data(data: AudioData) -> str:
     classes = ", ".join(f"{name} {count}" for name, count in zip(data.classes, counts, strict=True))
     speakers = len(np.unique(data.speakers)) if data.speakers is not None else "no"
     folds = " ".join(f"{len(f.train)}/{len(f.valid)}" for f in data.splits.folds)
-    return (f"data: {len(data.targets)} clips, {speakers} speakers, {len(data.words)} words; test {len(data.splits.test)}"
-            f" held out; development: {classes}; folds (train/valid): {folds}")
+    return (f"data: {len(data.targets)} clips, {speakers} speakers, {len(data.words)} words; "
+            f"test {len(data.splits.test)} held out; development: {classes}; folds (train/valid): {folds}")
 
 
 def preflight_model(settings: RunSettings, data: AudioData) -> None:
