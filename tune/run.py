@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import optuna
 import torch
 
 from core.data.dataset import AudioData, prepare_data
@@ -43,8 +44,6 @@ def list_spaces() -> str:
 
 def check_space(space: SearchSpace, settings: RunSettings) -> None:
     """Every key the space can suggest must be a valid config override (caught now, not in trial 1)."""
-    import optuna
-
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=settings.seed))
     for _ in range(8):
         trial_config(sample_parameters(space, study.ask()), settings.base)
@@ -106,6 +105,7 @@ def prepare(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace, RunSt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours to print
     try:
         settings, space, store, _, args = prepare(argv)
     except UserError as error:
