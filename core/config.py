@@ -97,6 +97,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA only)
     eval_batch_size: int = 64
+    sampler: str = "random"  # training batch sampler (see core/data/samplers.py)
 
 
 @dataclass
@@ -279,13 +280,15 @@ def _train_rules(c: Config) -> None:
 
 def _registry_rules(c: Config) -> None:
     """Names must exist in their registries (imported here so that config stays cheap to import)."""
+    from core.data.samplers import SAMPLERS
     from core.losses import LOSSES
     from core.metrics import METRICS
     from core.models import MODELS
     from core.optim import OPTIMIZERS, SCHEDULERS
 
     for key, registry in (("model.name", MODELS), ("loss.name", LOSSES), ("optim.name", OPTIMIZERS),
-                          ("optim.scheduler", SCHEDULERS), ("train.metric", METRICS)):
+                          ("optim.scheduler", SCHEDULERS), ("train.metric", METRICS),
+                          ("train.sampler", SAMPLERS)):
         registry.check(key, c.get(key))
     MODELS.get(c.model.name).check(c)
 

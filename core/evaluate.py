@@ -9,6 +9,7 @@ from torch import nn
 from core.data.batches import batch_rows, make_batch
 from core.data.dataset import AudioData
 from core.metrics import classification_metrics
+from core.models import forward_batch
 
 
 @torch.no_grad()
@@ -20,7 +21,7 @@ def predict(model: nn.Module, featurizer: nn.Module, data: AudioData, rows: np.n
     outputs = []
     for chunk in batch_rows(np.asarray(rows), batch_size, rng=None):
         batch = make_batch(data, chunk, device)
-        logits = model(featurizer(batch.waveforms))["logits"].float()
+        logits = forward_batch(model, featurizer, batch)["logits"].float()
         values = logits if data.regression else logits.softmax(dim=-1)
         outputs.append(values.cpu().numpy()[np.argsort(np.argsort(chunk))])  # back to the order of `chunk`
     return np.concatenate(outputs) if outputs else np.zeros((0, data.num_outputs), np.float32)

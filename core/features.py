@@ -7,6 +7,7 @@ import torchaudio
 from torch import nn
 
 from core.config import AugmentConfig, Config
+from core.data.batches import Batch
 
 
 class WhisperLogMel(nn.Module):
@@ -56,7 +57,20 @@ def log_mel_frames(config: Config) -> int:
     return int(round(config.data.sample_rate * config.data.max_seconds)) // config.features.hop_length
 
 
+class LogMelFeaturizer(nn.Module):
+    """batch -> log-mel [B, n_mels, frames] -> SpecAugment (training only). Takes the whole batch so that
+    conditioning rows (age, word) can join the spectrogram before augmentation."""
+
+    def __init__(self, log_mel: WhisperLogMel, augment: SpecAugment) -> None:
+        super().__init__()
+        self.log_mel = log_mel
+        self.augment = augment
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.augment(self.log_mel(batch.waveforms))
+
+
 def build_log_mel_featurizer(config: Config, frames: int) -> nn.Module:
     f = config.features
-    return nn.Sequential(WhisperLogMel(config.data.sample_rate, f.n_fft, f.hop_length, f.n_mels, frames),
-                         SpecAugment(config.augment))
+    return LogMelFeaturizer(WhisperLogMel(config.data.sample_rate, f.n_fft, f.hop_length, f.n_mels, frames),
+                            SpecAugment(config.augment))

@@ -17,13 +17,14 @@ import torch
 from torch import nn
 
 from core.config import Config
-from core.data.batches import batch_rows, make_batch
+from core.data.batches import make_batch
 from core.data.dataset import AudioData
+from core.data.samplers import SAMPLERS
 from core.data.splits import Fold
 from core.evaluate import predict, score
 from core.losses import LOSSES
 from core.metrics import METRICS
-from core.models import MODELS
+from core.models import MODELS, forward_batch
 from core.optim import OPTIMIZERS, SCHEDULERS
 from core.randomness import FoldRandom, fold_seed
 from core.statistics import FoldStatistics
@@ -112,10 +113,10 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
         featurizer.train()
         losses = []
         with random.active(device):
-            for rows in batch_rows(fold.train, t.batch_size, random.numpy):
+            for rows in SAMPLERS.get(t.sampler)(data, fold.train, t.batch_size, random.numpy):
                 batch = make_batch(data, rows, device)
                 with autocast(device, t.precision):
-                    loss = loss_fn(model(featurizer(batch.waveforms)), batch)
+                    loss = loss_fn(forward_batch(model, featurizer, batch), batch)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(f"fold {fold.index} epoch {epoch}: training loss is {loss.item()}")
                 optimizer.zero_grad(set_to_none=True)
@@ -143,9 +144,10 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
         stopped = t.patience > 0 and progress.since_best >= t.patience and epoch < t.epochs
         if t.select == "best" and progress.best_model is not None:
             selected.load_state_dict(progress.best_model)
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                 "random": random.state_dict(), "progress": vars(progress).copy()}
+        # A snapshot, not views of the live tensors: a state kept while training goes on must still resume exactly.
+        state = copy.deepcopy({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                               "random": random.state_dict(), "progress": vars(progress)})
         yield EpochResult(fold=fold.index, epoch=epoch, train_loss=float(np.mean(losses)), metrics=metrics,
                           best_epoch=progress.best_epoch, best_score=progress.best_score, stopped=stopped,
                           state=state, model=selected, featurizer=featurizer)

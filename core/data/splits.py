@@ -54,7 +54,7 @@ def check_groups_per_class(labels: np.ndarray, groups: np.ndarray, needed: int, 
     for label in np.unique(labels):
         speakers = len(np.unique(groups[labels == label]))
         if speakers < needed:
-            raise DataError(f"class {label!r} has only {speakers} speaker(s); {what} needs at least {needed} "
+            raise DataError(f"class {str(label)!r} has only {speakers} speaker(s); {what} needs at least {needed} "
                             "(lower data.k_fold, or add speakers)")
 
 

@@ -19,7 +19,10 @@ from core.statistics import FoldStatistics
 
 def balancing_weights(stats: FoldStatistics, smoothing: float) -> np.ndarray:
     """[words, classes] weights 1 / P(label | word), normalised to mean 1 over the training rows."""
-    weights = 1.0 / stats.label_given_word(smoothing)
+    probability = stats.label_given_word(smoothing)
+    # With smoothing 0, a (word, label) pair absent from the training rows has P = 0. No training row carries it,
+    # so its weight is never used; keep it finite (0) rather than let inf * 0 turn every weight into NaN.
+    weights = np.divide(1.0, probability, out=np.zeros(probability.shape), where=probability > 0)
     counts = stats.word_label_counts
     mean = (weights * counts).sum() / max(counts.sum(), 1)
     return (weights / mean).astype(np.float32)

@@ -17,6 +17,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.utils import logging as hf_logging
 
 from core.config import Config
+from core.data.batches import Batch
 from core.errors import ConfigError
 from core.features import build_log_mel_featurizer, log_mel_frames
 from core.models import MODELS, ModelSpec
@@ -31,13 +32,17 @@ SIZE_PRESETS: dict[str, dict[str, int]] = {
 
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load reports for one block, restoring the caller's verbosity after."""
-    previous = hf_logging.get_verbosity()
+    """Silence transformers' load reports (log lines and the per-tensor progress bar) for one block, restoring
+    the caller's settings after."""
+    previous, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         hf_logging.set_verbosity(previous)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def whisper_positions(config: Config) -> int:
@@ -73,7 +78,7 @@ class WhisperClassifier(nn.Module):
         self.encoder.requires_grad_(not freeze_encoder)
         self.head = ProjectionHead(encoder.config.d_model, projection_dim, num_outputs, dropout)
 
-    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, features: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         hidden = self.encoder(input_features=features).last_hidden_state
         return self.head(hidden.mean(dim=1))
 
