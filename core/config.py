@@ -45,7 +45,10 @@ class FeatureConfig:
 
     n_mels: int = 80
     n_fft: int = 400
-    hop_length: int = 160
+    hop_length: int = 160  # resnet50 computes its own hop so that a clip gives 224 frames
+    conditioning: str = "none"  # none | rows (age + word rows appended to the spectrogram) | embed (learned)
+    age_momentum: float = 1.0  # rows: the age row is the normalised age times this
+    embed_dim: int = 16  # embed: size of the learned age and word embeddings
 
 
 @dataclass
@@ -67,19 +70,36 @@ class ModelConfig:
     head: str = "classifier"  # classifier | regressor
     dropout: float = 0.1
     freeze_encoder: bool = False
+    freeze_feature_encoder: bool = True  # wav2vec2: keep the convolutional feature encoder fixed
 
 
 @dataclass
 class LossConfig:
     name: str = "ce"
     smoothing: float = 1.0  # balancing: add-k smoothing of P(label | word)
+    gamma: float = 2.0  # focal: focusing parameter (0 = cross-entropy)
+    alpha: float = 0.0  # focal: weight of class 1 vs 0 in (0, 1); 0 = off
+    beta: float = 0.999  # class_balanced: effective-number beta
+    cb_base: str = "ce"  # class_balanced: applied over ce or focal
+    difficulty_lambda: float = 1.0  # difficulty: weight = 1 + lambda * difficulty(word)
+    difficulty_file: str = ""  # difficulty: CSV word,difficulty (default: abnormal rate in the training split)
+    contrastive_weight: float = 0.1  # contrastive: CE + weight * pair term
+    temperature: float = 0.1  # contrastive: cosine-similarity temperature
+    huber_delta: float = 1.0  # huber (regression)
 
 
 @dataclass
 class OptimConfig:
-    name: str = "adamw"
+    name: str = "adamw"  # sgd | adam | adamw | sam
     lr: float = 3e-4  # peak learning rate
     weight_decay: float = 0.01
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd
+    sam_base: str = "adamw"  # sam: the optimiser it wraps
+    sam_rho: float = 0.05  # sam: neighbourhood radius
+    sam_adaptive: bool = False  # sam: adaptive (ASAM) scaling
+    plateau_factor: float = 0.5  # reduce_on_plateau: lr multiplier
+    plateau_patience: int = 1  # reduce_on_plateau: epochs without improvement before reducing
     scheduler: str = "warmup_cosine"
     warmup_ratio: float = 0.1  # share of all optimiser steps spent warming up
     min_lr_ratio: float = 0.01  # cosine floor, as a share of lr
