@@ -28,8 +28,7 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="python -m tune.run",
         description="Cross-validated hyperparameter search: every trial trains one config on k speaker-grouped "
-                    "folds; ASHA prunes on the fold-mean curve, Optuna (TPE) proposes configs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "folds; ASHA prunes on the fold-mean curve, Optuna (TPE) proposes configs.")
     p.add_argument("--space", help="search space name (see --list-spaces)")
     p.add_argument("--list-spaces", action="store_true", help="list the search spaces with their parameters")
     p.add_argument("--data", help="manifest (CSV or Parquet); default: the bundled demo set")
@@ -39,12 +38,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--k-fold", type=int, help="folds per trial (default: the space's, usually 5)")
     p.add_argument("--epochs", type=int, help="epochs per fold (default: the space's)")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: 1)")
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (default: 0)")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: as resources allow)")
-    p.add_argument("--grace-period", type=int, default=2, help="ASHA: epochs every trial gets before pruning")
-    p.add_argument("--storage", default="./runs", help="results folder or URI (s3://, gs://, file://)")
+    p.add_argument("--grace-period", type=int, default=2, help="ASHA: epochs every trial gets before pruning (default: 2)")
+    p.add_argument("--storage", default="./runs", help="results folder or URI (s3://, gs://, file://) (default: ./runs)")
     p.add_argument("--name", help="experiment name (default: SPACE-YYYYmmdd-HHMMSS; --demo: demo)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the splits, the training and the sampler")
+    p.add_argument("--seed", type=int, default=0, help="seeds the splits, the training and the sampler (default: 0)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, repeatable, e.g. --set optim.lr=3e-4 --set model.pretrained=none")
     p.add_argument("--address", help="join this Ray cluster (e.g. auto or HOST:6379); default: a local Ray on "
