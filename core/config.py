@@ -313,7 +313,22 @@ def _registry_rules(c: Config) -> None:
     MODELS.get(c.model.name).check(c)
 
 
-_RULES = (_data_rules, _feature_rules, _model_rules, _optim_rules, _train_rules, _registry_rules)
+def _task_rules(c: Config) -> None:
+    """Head, loss and selection metric must agree on the task: a regressor has one output and no classes."""
+    from core.losses.regression import REGRESSION_LOSSES
+    from core.metrics import METRICS
+
+    task = "regression" if c.model.head == "regressor" else "classification"
+    losses = f"one of {', '.join(REGRESSION_LOSSES)}" if task == "regression" else "a classification loss"
+    _check((c.loss.name in REGRESSION_LOSSES) == (task == "regression"), "loss.name",
+           f"model.head={c.model.head!r} needs {losses}", c)
+    metrics = [name for name in METRICS if METRICS.get(name).task == task]
+    _check(METRICS.get(c.train.metric).task == task, "train.metric",
+           f"model.head={c.model.head!r} is scored by {task} metrics: one of {', '.join(metrics)}", c)
+    _check(c.loss.name != "huber" or c.loss.huber_delta > 0, "loss.huber_delta", "must be positive", c)
+
+
+_RULES = (_data_rules, _feature_rules, _model_rules, _optim_rules, _train_rules, _registry_rules, _task_rules)
 
 
 def load_config_file(path: str | Path) -> Config:

@@ -8,7 +8,7 @@ from torch import nn
 
 from core.data.batches import batch_rows, make_batch
 from core.data.dataset import AudioData
-from core.metrics import classification_metrics
+from core.metrics import classification_metrics, regression_metrics
 from core.models import forward_batch
 
 
@@ -28,4 +28,7 @@ def predict(model: nn.Module, featurizer: nn.Module, data: AudioData, rows: np.n
 
 
 def score(data: AudioData, rows: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+    """Regression metrics on the single output for numeric targets, classification metrics otherwise."""
+    if data.regression:
+        return regression_metrics(data.targets[rows], outputs[:, 0])
     return classification_metrics(data.targets[rows], outputs)

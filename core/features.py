@@ -61,16 +61,39 @@ class LogMelFeaturizer(nn.Module):
     """batch -> log-mel [B, n_mels, frames] -> SpecAugment (training only). Takes the whole batch so that
     conditioning rows (age, word) can join the spectrogram before augmentation."""
 
-    def __init__(self, log_mel: WhisperLogMel, augment: SpecAugment) -> None:
+    def __init__(self, log_mel: WhisperLogMel, augment: SpecAugment, rows: nn.Module | None = None) -> None:
         super().__init__()
         self.log_mel = log_mel
         self.augment = augment
+        self.rows = rows  # (spectrogram, batch) -> spectrogram with conditioning rows appended
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.augment(self.log_mel(batch.waveforms))
+        spectrogram = self.log_mel(batch.waveforms)
+        if self.rows is not None:
+            spectrogram = self.rows(spectrogram, batch)
+        return self.augment(spectrogram)
 
 
-def build_log_mel_featurizer(config: Config, frames: int) -> nn.Module:
+def build_log_mel_featurizer(config: Config, frames: int, rows: nn.Module | None = None,
+                             hop_length: int | None = None) -> nn.Module:
+    """Log-mel of `frames` frames at `hop_length` (default `features.hop_length`), then `rows`, then SpecAugment."""
     f = config.features
-    return LogMelFeaturizer(WhisperLogMel(config.data.sample_rate, f.n_fft, f.hop_length, f.n_mels, frames),
-                            SpecAugment(config.augment))
+    log_mel = WhisperLogMel(config.data.sample_rate, f.n_fft, hop_length or f.hop_length, f.n_mels, frames)
+    return LogMelFeaturizer(log_mel, SpecAugment(config.augment), rows)
+
+
+class WaveformNormalizer(nn.Module):
+    """batch -> waveforms at zero mean and unit variance over each clip's real samples, padding left at 0: the
+    input Wav2Vec2 was pretrained on (statistics over the padding would shrink short clips)."""
+
+    def __init__(self, epsilon: float = 1e-7) -> None:
+        super().__init__()
+        self.epsilon = epsilon
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        waves = batch.waveforms.float()
+        real = torch.arange(waves.shape[-1], device=waves.device)[None, :] < batch.lengths[:, None]
+        count = real.sum(dim=-1, keepdim=True).clamp(min=1)
+        mean = (waves * real).sum(dim=-1, keepdim=True) / count
+        variance = ((waves - mean) ** 2 * real).sum(dim=-1, keepdim=True) / count
+        return torch.where(real, (waves - mean) / torch.sqrt(variance + self.epsilon), torch.zeros_like(waves))

@@ -3,23 +3,48 @@ validation labels into the loss)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from core.data.dataset import AudioData
 
 
 @dataclass(frozen=True)
 class FoldStatistics:
     class_counts: np.ndarray  # [classes]
     word_label_counts: np.ndarray  # [words, classes]
+    age_min: float = math.nan  # age range of the training rows (NaN: no ages), normalises age conditioning
+    age_max: float = math.nan
+    target_mean: float = math.nan  # regression: mean and std of the training targets (NaN for classification)
+    target_std: float = math.nan
+
+    @property
+    def num_words(self) -> int:
+        """Size of the word table (every word of the data, so that word ids of validation rows index it too)."""
+        return int(self.word_label_counts.shape[0])
 
     @classmethod
     def from_rows(cls, targets: np.ndarray, word_ids: np.ndarray, num_classes: int, num_words: int,
-                  rows: np.ndarray) -> FoldStatistics:
+                  rows: np.ndarray, ages: np.ndarray | None = None) -> FoldStatistics:
         counts = np.zeros((num_words, num_classes), dtype=np.int64)
         if num_classes:
             np.add.at(counts, (word_ids[rows], targets[rows].astype(np.int64)), 1)
-        return cls(class_counts=counts.sum(axis=0), word_label_counts=counts)
+        known = ages[rows][np.isfinite(ages[rows])] if ages is not None else np.zeros(0)
+        age_min, age_max = (float(known.min()), float(known.max())) if len(known) else (math.nan, math.nan)
+        values = targets[rows].astype(np.float64) if not num_classes and len(rows) else None
+        mean, std = (float(values.mean()), float(values.std())) if values is not None else (math.nan, math.nan)
+        return cls(class_counts=counts.sum(axis=0), word_label_counts=counts, age_min=age_min, age_max=age_max,
+                   target_mean=mean, target_std=std)
+
+    @classmethod
+    def from_data(cls, data: AudioData, rows: np.ndarray) -> FoldStatistics:
+        """Statistics of `rows` (a fold's training rows) of `data`: the one place that maps data to statistics,
+        so training, final training and checkpoint loading see the same numbers."""
+        return cls.from_rows(data.targets, data.word_ids, len(data.classes), len(data.words), rows, ages=data.ages)
 
     def label_given_word(self, smoothing: float) -> np.ndarray:
         """P(label | word) with add-`smoothing` counts, shape [words, classes]."""

@@ -88,10 +88,10 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
     spec = MODELS.get(config.model.name)
     device = resolve_device(t.device)
     random = FoldRandom(fold_seed(t.seed, fold.index))
-    stats = FoldStatistics.from_rows(data.targets, data.word_ids, len(data.classes), len(data.words), fold.train)
+    stats = FoldStatistics.from_data(data, fold.train)
     with random.active(device):
-        model = spec.build(config, data.num_outputs).to(device)
-        featurizer = spec.featurizer(config).to(device)
+        model = spec.build(config, data.num_outputs, stats).to(device)
+        featurizer = spec.featurizer(config, stats).to(device)
     loss_fn = LOSSES.get(config.loss.name)(config, stats).to(device)
     steps_per_epoch = math.ceil(len(fold.train) / t.batch_size)
     optimizer = OPTIMIZERS.get(config.optim.name)((p for p in model.parameters() if p.requires_grad), config.optim)

@@ -40,8 +40,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (default: 0)")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: as resources allow)")
-    p.add_argument("--grace-period", type=int, default=2, help="ASHA: epochs every trial gets before pruning (default: 2)")
-    p.add_argument("--storage", default="./runs", help="results folder or URI (s3://, gs://, file://) (default: ./runs)")
+    p.add_argument("--grace-period", type=int, default=2,
+                   help="ASHA: epochs every trial gets before pruning (default: 2)")
+    p.add_argument("--storage", default="./runs",
+                   help="results folder or URI (s3://, gs://, file://) (default: ./runs)")
     p.add_argument("--name", help="experiment name (default: SPACE-YYYYmmdd-HHMMSS; --demo: demo)")
     p.add_argument("--seed", type=int, default=0, help="seeds the splits, the training and the sampler (default: 0)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -23,8 +23,9 @@ from core.data.dataset import AudioData, prepare_data
 from core.data.splits import Fold
 from core.errors import UserError
 from core.evaluate import predict, score
-from core.metrics import per_group_uar
+from core.metrics import per_group_mae, per_group_uar
 from core.models import MODELS
+from core.statistics import FoldStatistics
 from core.train import resolve_device, train_fold
 from tune.arguments import ArgumentParser
 
@@ -46,9 +47,12 @@ def test_report(config: Config, data: AudioData, model: torch.nn.Module, featuri
     rows = data.splits.test
     outputs = predict(model, featurizer, data, rows, resolve_device(config.train.device),
                       config.train.eval_batch_size)
-    predictions = outputs.argmax(axis=1)
     targets = data.targets[rows]
     words = np.asarray(data.words)[data.word_ids[rows]]
+    if data.regression:  # no classes: no confusion matrix, per-word error instead of per-word UAR
+        return {"metrics": score(data, rows, outputs), "per_word_mae": per_group_mae(targets, outputs[:, 0], words),
+                "test_clips": int(len(rows)), "train_clips": int(len(data.splits.development))}
+    predictions = outputs.argmax(axis=1)
     return {
         "metrics": score(data, rows, outputs),
         "classes": data.classes,
@@ -73,7 +77,8 @@ def load_checkpoint(path: Path, config: Config, data: AudioData) -> tuple[torch.
         raise UserError(f"--checkpoint {path}: not found")
     saved = torch.load(path, map_location="cpu", weights_only=False)
     spec = MODELS.get(config.model.name)
-    model, featurizer = spec.build(config, data.num_outputs), spec.featurizer(config)
+    stats = FoldStatistics.from_data(data, data.splits.development)  # what final training trained on
+    model, featurizer = spec.build(config, data.num_outputs, stats), spec.featurizer(config, stats)
     model.load_state_dict(saved["model"])
     device = resolve_device(config.train.device)
     return model.to(device), featurizer.to(device)

@@ -19,6 +19,7 @@ import torch
 from core.data.dataset import AudioData, prepare_data
 from core.errors import UserError
 from core.models import MODELS
+from core.statistics import FoldStatistics
 from search_spaces import SPACES, SearchSpace, describe, format_distribution, sample_parameters
 from tune.arguments import RunSettings, build_parser, settings_from_args
 from tune.cluster import cluster_gpus, start_ray
@@ -50,19 +51,26 @@ def check_space(space: SearchSpace, settings: RunSettings) -> None:
 
 
 def describe_data(data: AudioData) -> str:
-    counts = np.bincount(data.targets[data.splits.development], minlength=len(data.classes))
-    classes = ", ".join(f"{name} {count}" for name, count in zip(data.classes, counts, strict=True))
+    development = data.splits.development
+    if data.regression:
+        values = data.targets[development]
+        target = f"target mean {values.mean():.3g}, range {values.min():.3g}..{values.max():.3g}"
+    else:
+        counts = np.bincount(data.targets[development], minlength=len(data.classes))
+        target = ", ".join(f"{name} {count}" for name, count in zip(data.classes, counts, strict=True))
     speakers = len(np.unique(data.speakers)) if data.speakers is not None else "no"
     folds = " ".join(f"{len(f.train)}/{len(f.valid)}" for f in data.splits.folds)
     return (f"data: {len(data.targets)} clips, {speakers} speakers, {len(data.words)} words; "
-            f"test {len(data.splits.test)} held out; development: {classes}; folds (train/valid): {folds}")
+            f"test {len(data.splits.test)} held out; development: {target}; folds (train/valid): {folds}")
 
 
 def preflight_model(settings: RunSettings, data: AudioData) -> None:
     """Build the model once on CPU so a bad checkpoint path or shape fails here, not in every trial."""
     config = settings.config
+    spec, stats = MODELS.get(config.model.name), FoldStatistics.from_data(data, data.splits.development)
     try:
-        MODELS.get(config.model.name).build(config, data.num_outputs)
+        spec.build(config, data.num_outputs, stats)
+        spec.featurizer(config, stats)  # age/word rows need ages: a manifest without them fails here
     except UserError:
         raise
     except OSError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -11,12 +12,26 @@ from torch import nn
 from core.config import Config
 from core.data.batches import Batch
 from core.registry import Registry
+from core.statistics import FoldStatistics
+
+
+class ModelBuilder(Protocol):
+    """(config, num_outputs, fold statistics) -> model(features, batch) -> outputs. The statistics (age range,
+    word table) are optional: only age/word conditioning needs them, and says so when they are missing."""
+
+    def __call__(self, config: Config, num_outputs: int, stats: FoldStatistics | None = None) -> nn.Module: ...
+
+
+class FeaturizerBuilder(Protocol):
+    """(config, fold statistics) -> featurizer(batch) -> model input, computed on the device."""
+
+    def __call__(self, config: Config, stats: FoldStatistics | None = None) -> nn.Module: ...
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    build: Callable[[Config, int], nn.Module]  # (config, num_outputs) -> model(features, batch) -> outputs
-    featurizer: Callable[[Config], nn.Module]  # featurizer(batch) -> model input, computed on the device
+    build: ModelBuilder
+    featurizer: FeaturizerBuilder
     check: Callable[[Config], None]  # raise ConfigError for settings this model cannot take
 
 
@@ -28,4 +43,4 @@ def forward_batch(model: nn.Module, featurizer: nn.Module, batch: Batch) -> dict
     Outputs: "logits" [B, outputs] and "embedding" [B, projection_dim]."""
     return model(featurizer(batch), batch)
 
-from core.models import whisper  # noqa: E402,F401  (registers itself)
+from core.models import resnet, wav2vec2, whisper  # noqa: E402,F401  (register themselves)

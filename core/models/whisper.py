@@ -21,7 +21,14 @@ from core.data.batches import Batch
 from core.errors import ConfigError
 from core.features import build_log_mel_featurizer, log_mel_frames
 from core.models import MODELS, ModelSpec
-from core.models.heads import ProjectionHead
+from core.models.conditioning import (
+    ConditionedHead,
+    check_conditioning,
+    conditioned_head,
+    extra_rows,
+    spectrogram_rows,
+)
+from core.statistics import FoldStatistics
 
 SIZE_PRESETS: dict[str, dict[str, int]] = {
     "micro": {"d_model": 64, "encoder_layers": 2, "encoder_attention_heads": 2, "encoder_ffn_dim": 256},
@@ -49,16 +56,20 @@ def whisper_positions(config: Config) -> int:
     return log_mel_frames(config) // 2
 
 
-def load_encoder(source: str, size: str, n_mels: int, positions: int) -> WhisperEncoder:
+def load_encoder(source: str, size: str, n_mels: int, positions: int, conditioning_rows: int = 0) -> WhisperEncoder:
     """A Whisper encoder with `positions` positional rows: random from a size preset, or pretrained (hub id or
-    local folder) with the positional table sliced to its first `positions` rows."""
+    local folder) with the positional table sliced to its first `positions` rows. Its input has `n_mels` mel rows
+    plus `conditioning_rows` age/word rows."""
+    rows = n_mels + conditioning_rows
     if source == "none":
-        hf_config = WhisperConfig(num_mel_bins=n_mels, max_source_positions=positions, **SIZE_PRESETS[size])
+        hf_config = WhisperConfig(num_mel_bins=rows, max_source_positions=positions, **SIZE_PRESETS[size])
         return WhisperEncoder(hf_config)
     with quiet_transformers():
         hf_config = WhisperConfig.from_pretrained(source)
-        if hf_config.num_mel_bins != n_mels:
-            raise ConfigError(f"features.n_mels={n_mels}: the checkpoint {source} takes {hf_config.num_mel_bins}")
+        if hf_config.num_mel_bins != rows:
+            plus = f" + {conditioning_rows} conditioning rows" if conditioning_rows else ""
+            raise ConfigError(f"features.n_mels={n_mels}{plus}: the checkpoint {source} takes "
+                              f"{hf_config.num_mel_bins}")
         if positions > hf_config.max_source_positions:
             raise ConfigError(f"data.max_seconds: clips give {positions} positions but {source} has only "
                               f"{hf_config.max_source_positions}")
@@ -71,26 +82,27 @@ def load_encoder(source: str, size: str, n_mels: int, positions: int) -> Whisper
 
 
 class WhisperClassifier(nn.Module):
-    def __init__(self, encoder: WhisperEncoder, projection_dim: int, num_outputs: int, dropout: float,
-                 freeze_encoder: bool) -> None:
+    def __init__(self, encoder: WhisperEncoder, head: ConditionedHead, freeze_encoder: bool) -> None:
         super().__init__()
         self.encoder = encoder
         self.encoder.requires_grad_(not freeze_encoder)
-        self.head = ProjectionHead(encoder.config.d_model, projection_dim, num_outputs, dropout)
+        self.head = head
 
     def forward(self, features: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         hidden = self.encoder(input_features=features).last_hidden_state
-        return self.head(hidden.mean(dim=1))
+        return self.head(hidden.mean(dim=1), batch)
 
 
-def build(config: Config, num_outputs: int) -> nn.Module:
+def build(config: Config, num_outputs: int, stats: FoldStatistics | None = None) -> nn.Module:
     m = config.model
-    encoder = load_encoder(m.pretrained, m.size, config.features.n_mels, whisper_positions(config))
-    return WhisperClassifier(encoder, m.projection_dim, num_outputs, m.dropout, m.freeze_encoder)
+    encoder = load_encoder(m.pretrained, m.size, config.features.n_mels, whisper_positions(config),
+                           extra_rows(config))
+    head = conditioned_head(config, stats, encoder.config.d_model, num_outputs)
+    return WhisperClassifier(encoder, head, m.freeze_encoder)
 
 
-def featurizer(config: Config) -> nn.Module:
-    return build_log_mel_featurizer(config, 2 * whisper_positions(config))
+def featurizer(config: Config, stats: FoldStatistics | None = None) -> nn.Module:
+    return build_log_mel_featurizer(config, 2 * whisper_positions(config), spectrogram_rows(config, stats))
 
 
 def check(config: Config) -> None:
@@ -98,6 +110,7 @@ def check(config: Config) -> None:
         raise ConfigError(f"model.size={config.model.size!r}: choose one of {', '.join(SIZE_PRESETS)}")
     if whisper_positions(config) < 1:
         raise ConfigError("data.max_seconds: too short for Whisper (needs at least 2 mel frames)")
+    check_conditioning(config, takes_rows=True)
 
 
 MODELS.register("whisper")(ModelSpec(build=build, featurizer=featurizer, check=check))
