@@ -283,7 +283,28 @@ def _optim_rules(c: Config) -> None:
     _check(0 <= o.warmup_ratio < 1, "optim.warmup_ratio", "must be in [0, 1)", c)
     _check(0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio", "must be in [0, 1]", c)
     _check(o.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0: off)", c)
+    _check(o.momentum >= 0, "optim.momentum", "must be >= 0", c)
+    _check(not o.nesterov or o.momentum > 0, "optim.nesterov", "needs optim.momentum > 0", c)
+    _check(o.sam_rho > 0, "optim.sam_rho", "must be positive", c)
+    _check(o.sam_base != "sam", "optim.sam_base", "SAM wraps a plain optimiser: sgd, adam or adamw", c)
+    _check(0 < o.plateau_factor < 1, "optim.plateau_factor", "must be between 0 and 1 (exclusive)", c)
+    _check(o.plateau_patience >= 0, "optim.plateau_patience", "must be >= 0", c)
+    _check(o.name != "sam" or c.train.precision != "fp16", "train.precision",
+           "fp16 is not supported with optim.name=sam: its GradScaler cannot step an optimiser through a closure "
+           "(SAM's second pass); use bf16 (no scaler needed) or fp32", c)
     _check(c.loss.smoothing >= 0, "loss.smoothing", "must be >= 0", c)
+
+
+def _loss_rules(c: Config) -> None:
+    """Loss parameters, checked whichever loss is chosen: a wrong value is a mistake even where it is unused."""
+    s = c.loss
+    _check(s.gamma >= 0, "loss.gamma", "must be >= 0 (0: cross-entropy)", c)
+    _check(0 <= s.alpha < 1, "loss.alpha", "must be in [0, 1) (0: off)", c)
+    _check(0 < s.beta < 1, "loss.beta", "must be between 0 and 1 (exclusive)", c)
+    _check(s.cb_base in ("ce", "focal"), "loss.cb_base", "must be ce or focal", c)
+    _check(s.difficulty_lambda >= 0, "loss.difficulty_lambda", "must be >= 0", c)
+    _check(s.contrastive_weight >= 0, "loss.contrastive_weight", "must be >= 0", c)
+    _check(s.temperature > 0, "loss.temperature", "must be positive", c)
 
 
 def _train_rules(c: Config) -> None:
@@ -307,7 +328,7 @@ def _registry_rules(c: Config) -> None:
     from core.optim import OPTIMIZERS, SCHEDULERS
 
     for key, registry in (("model.name", MODELS), ("loss.name", LOSSES), ("optim.name", OPTIMIZERS),
-                          ("optim.scheduler", SCHEDULERS), ("train.metric", METRICS),
+                          ("optim.sam_base", OPTIMIZERS), ("optim.scheduler", SCHEDULERS), ("train.metric", METRICS),
                           ("train.sampler", SAMPLERS)):
         registry.check(key, c.get(key))
     MODELS.get(c.model.name).check(c)
@@ -328,7 +349,8 @@ def _task_rules(c: Config) -> None:
     _check(c.loss.name != "huber" or c.loss.huber_delta > 0, "loss.huber_delta", "must be positive", c)
 
 
-_RULES = (_data_rules, _feature_rules, _model_rules, _optim_rules, _train_rules, _registry_rules, _task_rules)
+_RULES = (_data_rules, _feature_rules, _model_rules, _optim_rules, _loss_rules, _train_rules, _registry_rules,
+          _task_rules)
 
 
 def load_config_file(path: str | Path) -> Config:

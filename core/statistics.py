@@ -4,7 +4,7 @@ validation labels into the loss)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,6 +21,8 @@ class FoldStatistics:
     age_max: float = math.nan
     target_mean: float = math.nan  # regression: mean and std of the training targets (NaN for classification)
     target_std: float = math.nan
+    words: tuple[str, ...] = ()  # names by word id (empty when built from bare arrays); the difficulty CSV needs them
+    classes: tuple[str, ...] = ()  # names by class id; picks the abnormal class
 
     @property
     def num_words(self) -> int:
@@ -44,10 +46,26 @@ class FoldStatistics:
     def from_data(cls, data: AudioData, rows: np.ndarray) -> FoldStatistics:
         """Statistics of `rows` (a fold's training rows) of `data`: the one place that maps data to statistics,
         so training, final training and checkpoint loading see the same numbers."""
-        return cls.from_rows(data.targets, data.word_ids, len(data.classes), len(data.words), rows, ages=data.ages)
+        stats = cls.from_rows(data.targets, data.word_ids, len(data.classes), len(data.words), rows, ages=data.ages)
+        return replace(stats, words=tuple(data.words), classes=tuple(data.classes))
 
     def label_given_word(self, smoothing: float) -> np.ndarray:
         """P(label | word) with add-`smoothing` counts, shape [words, classes]."""
         counts = self.word_label_counts + smoothing
         totals = counts.sum(axis=1, keepdims=True)
         return np.divide(counts, totals, out=np.full(counts.shape, 1.0 / counts.shape[1]), where=totals > 0)
+
+    @property
+    def abnormal_class(self) -> int:
+        """Id of the class named `abnormal` (any case) if there is one, else class id 1."""
+        lowered = [name.lower() for name in self.classes]
+        return lowered.index("abnormal") if "abnormal" in lowered else 1
+
+    def abnormal_rate(self) -> np.ndarray:
+        """[words] share of each word's training rows in the abnormal class; 0 for a word without training rows
+        (or without an abnormal class), which no training row can then use anyway."""
+        counts, abnormal = self.word_label_counts, self.abnormal_class
+        if abnormal >= counts.shape[1]:
+            return np.zeros(counts.shape[0])
+        totals = counts.sum(axis=1)
+        return np.divide(counts[:, abnormal], totals, out=np.zeros(counts.shape[0]), where=totals > 0)

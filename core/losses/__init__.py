@@ -13,4 +13,12 @@ from core.statistics import FoldStatistics
 LossBuilder = Callable[[Config, FoldStatistics], nn.Module]
 LOSSES: Registry[LossBuilder] = Registry("loss")
 
-from core.losses import balancing, cross_entropy, regression  # noqa: E402,F401  (register themselves)
+from core.losses import (  # noqa: E402,F401  (register themselves)
+    balancing,
+    class_balanced,
+    contrastive,
+    cross_entropy,
+    difficulty,
+    focal,
+    regression,
+)
