@@ -48,16 +48,18 @@ def sample_parameters(space: SearchSpace, trial: optuna.Trial) -> dict[str, Any]
     return {**trial.params, **constants}
 
 
-def describe(space: SearchSpace, draws: int = 64) -> dict[str, optuna.distributions.BaseDistribution]:
-    """Every parameter the space can suggest, with its distribution: the union over `draws` random draws, so
-    conditional parameters show up too."""
+def describe(space: SearchSpace, draws: int = 64) -> dict[str, list[optuna.distributions.BaseDistribution]]:
+    """Every parameter the space can suggest, with its distributions: the union over `draws` random draws, so
+    conditional parameters (and a parameter whose range depends on another choice) show up too."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    found: dict[str, optuna.distributions.BaseDistribution] = {}
+    found: dict[str, list[optuna.distributions.BaseDistribution]] = {}
     for _ in range(draws):
         trial = study.ask()
         space.define(trial)
-        found.update(trial.distributions)
+        for key, distribution in trial.distributions.items():
+            if distribution not in found.setdefault(key, []):
+                found[key].append(distribution)
     return dict(sorted(found.items()))
 
 
@@ -68,4 +70,11 @@ def format_distribution(distribution: optuna.distributions.BaseDistribution) -> 
     return f"{distribution.low} … {distribution.high}{scale}"
 
 
-from search_spaces import whisper_balancing  # noqa: E402,F401  (registers itself)
+from search_spaces import (  # noqa: E402,F401  (each registers itself)
+    resnet_focal,
+    wav2vec2_contrastive,
+    whisper_balancing,
+    whisper_conditioning,
+    whisper_losses,
+    whisper_sam,
+)
