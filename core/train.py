@@ -1,12 +1,13 @@
 """`train_fold`: one model/loss/fold, one result per epoch. Pure: everything comes in through its arguments.
 
-Ray is not needed: `tune/` advances several of these generators in lockstep, `python -m core.run` runs them
+Ray is not needed: `tune/` advances several of these generators in lockstep, `python -m core.train` runs them
 one after another, and a test can just iterate one.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from core.config import Config
-from core.data.batches import make_batch
+from core.data.batches import Batch, make_batch
 from core.data.dataset import AudioData
 from core.data.samplers import SAMPLERS
 from core.data.splits import Fold
@@ -25,7 +26,7 @@ from core.evaluate import predict, score
 from core.losses import LOSSES
 from core.metrics import METRICS
 from core.models import MODELS, forward_batch
-from core.optim import OPTIMIZERS, SCHEDULERS
+from core.optim import OPTIMIZERS, SCHEDULERS, needs_closure
 from core.randomness import FoldRandom, fold_seed
 from core.statistics import FoldStatistics
 
@@ -61,6 +62,11 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
 
 
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 on CUDA only: bf16 has fp32's exponent range, and CPU never autocasts here."""
+    return torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and precision == "fp16")
+
+
 @dataclass
 class _Progress:
     """What early stopping and epoch selection need to remember."""
@@ -70,6 +76,7 @@ class _Progress:
     best_score: float = math.nan
     since_best: int = 0
     best_model: dict[str, torch.Tensor] | None = None
+    stopped: bool = False  # early stopping fired: a fold resumed from this state must not train further
 
     def improved(self, value: float, mode: str) -> bool:
         if math.isnan(value):
@@ -95,8 +102,10 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
     loss_fn = LOSSES.get(config.loss.name)(config, stats).to(device)
     steps_per_epoch = math.ceil(len(fold.train) / t.batch_size)
     optimizer = OPTIMIZERS.get(config.optim.name)((p for p in model.parameters() if p.requires_grad), config.optim)
-    scheduler = SCHEDULERS.get(config.optim.scheduler)(optimizer, config.optim, steps_per_epoch * t.epochs)
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and t.precision == "fp16")
+    mode = METRICS.get(t.metric).mode
+    schedule = SCHEDULERS.get(config.optim.scheduler)
+    scheduler = schedule(optimizer, config.optim, steps_per_epoch * t.epochs, mode)
+    scaler = grad_scaler(device, t.precision)
     progress = _Progress()
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -105,8 +114,23 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
         scaler.load_state_dict(resume["scaler"])
         random.load_state_dict(resume["random"])
         progress = _Progress(**resume["progress"])
-    mode = METRICS.get(t.metric).mode
+    if progress.stopped:  # resumed from the epoch where early stopping fired: nothing is left to train
+        return
     selected = copy.deepcopy(model) if t.select == "best" else model
+
+    def backward(batch: Batch, epoch: int) -> torch.Tensor:
+        """Loss and (clipped) gradients at the current weights. SAM calls it a second time at its perturbed weights
+        (the config refuses SAM + fp16: GradScaler cannot step an optimiser through a closure)."""
+        with autocast(device, t.precision):
+            loss = loss_fn(forward_batch(model, featurizer, batch), batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"fold {fold.index} epoch {epoch}: training loss is {loss.item()}")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if config.optim.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+        return loss
 
     for epoch in range(progress.epoch + 1, t.epochs + 1):
         model.train()
@@ -115,33 +139,31 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
         with random.active(device):
             for rows in SAMPLERS.get(t.sampler)(data, fold.train, t.batch_size, random.numpy):
                 batch = make_batch(data, rows, device)
-                with autocast(device, t.precision):
-                    loss = loss_fn(forward_batch(model, featurizer, batch), batch)
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(f"fold {fold.index} epoch {epoch}: training loss is {loss.item()}")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if config.optim.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-                scaler.step(optimizer)
+                loss = backward(batch, epoch)
+                closure = [functools.partial(backward, batch, epoch)] if needs_closure(optimizer) else []
+                scaler.step(optimizer, *closure)
                 scaler.update()
-                scheduler.step()
+                if not schedule.per_epoch:
+                    scheduler.step()
                 losses.append(loss.item())
 
         metrics: dict[str, float] = {}
         if len(fold.valid):
             outputs = predict(model, featurizer, data, fold.valid, device, t.eval_batch_size)
+            if not np.isfinite(outputs).all():  # weights blew up although the last batch's loss was finite
+                raise NonFiniteLossError(f"fold {fold.index} epoch {epoch}: validation outputs are not finite")
             metrics = score(data, fold.valid, outputs)
         progress.epoch = epoch
         value = metrics.get(t.metric, math.nan)
+        if schedule.per_epoch and metrics:  # e.g. reduce-on-plateau: once per epoch, on the validation metric
+            scheduler.step(value)
         if not metrics or progress.improved(value, mode):
             progress.best_epoch, progress.best_score, progress.since_best = epoch, value, 0
             if t.select == "best":
                 progress.best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             progress.since_best += 1
-        stopped = t.patience > 0 and progress.since_best >= t.patience and epoch < t.epochs
+        stopped = progress.stopped = t.patience > 0 and progress.since_best >= t.patience and epoch < t.epochs
         if t.select == "best" and progress.best_model is not None:
             selected.load_state_dict(progress.best_model)
         # A snapshot, not views of the live tensors: a state kept while training goes on must still resume exactly.
@@ -153,3 +175,9 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
                           state=state, model=selected, featurizer=featurizer)
         if stopped:
             return
+
+
+if __name__ == "__main__":  # `python -m core.train`: the command line lives in core/cli.py
+    from core.cli import main
+
+    raise SystemExit(main())

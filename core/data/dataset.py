@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -10,9 +11,13 @@ import pandas as pd
 
 from core.config import Config
 from core.data.cache import WaveformStore, open_cache
-from core.data.manifest import Manifest, load_manifest
-from core.data.splits import Splits, make_splits
-from core.errors import DataError
+from core.data.manifest import OPTIONAL_COLUMNS, Manifest, load_manifest
+from core.data.splits import TEST, TRAIN, VALID, Splits, make_presplit, make_splits
+from core.errors import ConfigError, DataError
+
+
+class SpeakerOverlapWarning(UserWarning):
+    """Pre-split files share speakers: the user's split, kept, but scores may be optimistic."""
 
 
 @dataclass
@@ -28,6 +33,7 @@ class AudioData:
     ages: np.ndarray  # float32; NaN when the manifest has no age column
     speakers: np.ndarray | None
     splits: Splits
+    shuffle: bool = True  # data.shuffle: False keeps training batches in row order too (see core/data/samplers.py)
 
     @property
     def regression(self) -> bool:
@@ -39,6 +45,7 @@ class AudioData:
 
 
 def _filter_words(manifest: Manifest, words: list[str]) -> Manifest:
+    """Only the rows whose word is in `words` (all rows when empty); naming a word the manifest lacks is an error."""
     if not words:
         return manifest
     if "word" not in manifest.table.columns:
@@ -60,20 +67,88 @@ def encode_targets(values: pd.Series, regression: bool) -> tuple[np.ndarray, lis
     return names.map(lookup).to_numpy(np.int64), classes
 
 
-def load_validated_manifest(config: Config) -> Manifest:
-    """The manifest named by the config, validated (no audio decoded yet)."""
+PRESPLIT_KEYS = {TRAIN: "data.train_file", VALID: "data.valid_file", TEST: "data.test_file"}
+
+
+def presplit_files(config: Config) -> dict[int, str]:
+    """{TRAIN/VALID/TEST: path} of the pre-split manifests the config names (empty: use `data.manifest`)."""
     d = config.data
+    files = {part: file for part, file in ((TRAIN, d.train_file), (VALID, d.valid_file), (TEST, d.test_file)) if file}
+    if files and TRAIN not in files:
+        given = ", ".join(PRESPLIT_KEYS[part] for part in files)
+        raise ConfigError(f"{given} given without data.train_file: pre-split data needs a training file")
+    return files
+
+
+def load_validated_manifest(config: Config) -> Manifest:
+    """The manifest named by the config, validated (no audio decoded yet); pre-split files concatenated."""
+    return _load(config)[0]
+
+
+def _load(config: Config) -> tuple[Manifest, np.ndarray | None]:
+    """The validated manifest and, for pre-split files, each row's origin (TRAIN/VALID/TEST)."""
+    d = config.data
+    regression = config.model.head == "regressor"
+    files = presplit_files(config)
+    if files:
+        return _concatenate(files, config)
     if not d.manifest:
-        raise DataError("no manifest given: pass --data PATH (or set data.manifest)")
-    manifest = load_manifest(d.manifest, d.target, d.audio_root or None,
-                             regression=config.model.head == "regressor")
-    return _filter_words(manifest, d.filter_words)
+        raise DataError("no manifest given: pass --data PATH (or set data.manifest, or data.train_file)")
+    return _filter_words(load_manifest(d.manifest, d.target, d.audio_root or None, regression=regression),
+                         d.filter_words), None
+
+
+def _concatenate(files: dict[int, str], config: Config) -> tuple[Manifest, np.ndarray]:
+    """One manifest of train, valid and test rows (in that order), each file validated on its own.
+
+    The same clip in two files is a leak (it would be trained on and scored): DataError. Shared speakers are only
+    warned about: the files are the user's own split (e.g. by recording session), which this respects.
+    """
+    d = config.data
+    parts = {part: load_manifest(file, d.target, d.audio_root or None, regression=config.model.head == "regressor")
+             for part, file in sorted(files.items())}
+    train = parts[TRAIN]
+    columns = {part: set(OPTIONAL_COLUMNS) & set(m.table.columns) for part, m in parts.items()}
+    for part, manifest in parts.items():
+        if columns[part] != columns[TRAIN]:
+            raise DataError(f"{manifest.source}: optional columns differ from {PRESPLIT_KEYS[TRAIN]} {train.source} "
+                            f"(in one but not the other: {sorted(columns[part] ^ columns[TRAIN])})")
+    _check_disjoint(parts)
+    table = pd.concat([m.table for m in parts.values()], ignore_index=True)
+    origin = np.concatenate([np.full(len(m), part) for part, m in parts.items()])
+    merged = _filter_words(Manifest(source=train.source, table=table, target=d.target), d.filter_words)
+    if d.filter_words:
+        origin = origin[table["word"].astype(str).isin(d.filter_words).to_numpy()]
+    for part, manifest in parts.items():
+        if not np.any(origin == part):
+            raise DataError(f"{PRESPLIT_KEYS[part]} {manifest.source}: no rows left after data.filter_words")
+    return merged, origin
+
+
+def _check_disjoint(parts: dict[int, Manifest]) -> None:
+    """Refuse a clip that is in two of the files; warn about speakers that are."""
+    seen: dict[str, int] = {}
+    for part, manifest in parts.items():
+        for path in manifest.paths:
+            if seen.get(path, part) != part:
+                raise DataError(f"{PRESPLIT_KEYS[part]} {manifest.source}: clip {path} is also in "
+                                f"{PRESPLIT_KEYS[seen[path]]}; pre-split files must not share clips (it would be "
+                                "trained on and scored)")
+            seen[path] = part
+    names = {part: set(m.table["speaker"].astype(str)) for part, m in parts.items() if "speaker" in m.table.columns}
+    for a in names:
+        for b in names:
+            shared = sorted(names[a] & names[b]) if a < b else []
+            if shared:
+                warnings.warn(f"{PRESPLIT_KEYS[a]} and {PRESPLIT_KEYS[b]} share {len(shared)} speaker(s) "
+                              f"({', '.join(shared[:5])}{' ...' if len(shared) > 5 else ''}): scores on "
+                              f"{PRESPLIT_KEYS[b]} may be optimistic", SpeakerOverlapWarning, stacklevel=2)
 
 
 def prepare_data(config: Config, progress: Callable[[str], None] | None = None) -> AudioData:
     """Validate the manifest, open (or build) the decode cache and make the splits."""
     d = config.data
-    manifest = load_validated_manifest(config)
+    manifest, origin = _load(config)
     table = manifest.table
     waveforms = open_cache(manifest.paths, d.sample_rate, d.max_seconds, d.cache_dir or None, progress)
     targets, classes = encode_targets(table[d.target], regression=config.model.head == "regressor")
@@ -85,9 +160,11 @@ def prepare_data(config: Config, progress: Callable[[str], None] | None = None) 
     speakers = table["speaker"].astype(str).to_numpy() if "speaker" in table.columns else None
     try:
         labels = np.asarray(classes)[targets] if classes else targets
-        splits = make_splits(labels, speakers, k_fold=d.k_fold, test_size=d.test_size,
-                             valid_size=d.valid_size, seed=d.seed, shuffle=d.shuffle, stratify=bool(classes))
+        options = {"k_fold": d.k_fold, "test_size": d.test_size, "valid_size": d.valid_size, "seed": d.seed,
+                   "shuffle": d.shuffle, "stratify": bool(classes)}
+        splits = (make_splits(labels, speakers, **options) if origin is None else
+                  make_presplit(labels, speakers, origin, **options))
     except DataError as error:
         raise DataError(f"{manifest.source}: {error}") from error
     return AudioData(manifest=manifest, waveforms=waveforms, targets=targets, classes=classes,
-                     word_ids=word_ids, words=words, ages=ages, speakers=speakers, splits=splits)
+                     word_ids=word_ids, words=words, ages=ages, speakers=speakers, splits=splits, shuffle=d.shuffle)

@@ -1,9 +1,16 @@
-"""Optimiser and scheduler registries."""
+"""Optimiser and scheduler registries.
+
+An optimiser entry builds a `torch.optim.Optimizer` from the trainable parameters. One that must re-evaluate the
+loss inside its step (SAM) sets `needs_closure = True`, and the training loop then hands it a closure that redoes
+the forward/backward pass. A scheduler entry says how often it is stepped: after every optimiser step (warm-up,
+cosine, linear, one-cycle, constant) or once per epoch with the validation metric (reduce-on-plateau).
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -11,32 +18,30 @@ from core.config import OptimConfig
 from core.registry import Registry
 
 OptimizerBuilder = Callable[[Iterable[torch.nn.Parameter], OptimConfig], torch.optim.Optimizer]
-SchedulerBuilder = Callable[[torch.optim.Optimizer, OptimConfig, int], torch.optim.lr_scheduler.LRScheduler]
+# (optimizer, config, total optimiser steps, mode of the validation metric: "max" | "min") -> scheduler
+SchedulerBuilder = Callable[[torch.optim.Optimizer, OptimConfig, int, str], Any]
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """How to build a scheduler and when to step it: `per_epoch=False` -> `step()` after every optimiser step;
+    `per_epoch=True` -> `step(metric)` once per epoch with the validation metric."""
+
+    build: SchedulerBuilder
+    per_epoch: bool = False
+
+    def __call__(self, optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int,
+                 mode: str = "max") -> Any:
+        return self.build(optimizer, config, total_steps, mode)
+
+
 OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer")
-SCHEDULERS: Registry[SchedulerBuilder] = Registry("scheduler")
+SCHEDULERS: Registry[SchedulerSpec] = Registry("scheduler")
 
 
-@OPTIMIZERS.register("adamw")
-def adamw(params: Iterable[torch.nn.Parameter], config: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """True for optimisers whose `step(closure)` recomputes the loss and gradients (SAM)."""
+    return bool(getattr(optimizer, "needs_closure", False))
 
 
-def warmup_steps(config: OptimConfig, total_steps: int) -> int:
-    return int(round(config.warmup_ratio * total_steps))
-
-
-def warmup_cosine_factor(step: int, warmup: int, total: int, floor: float) -> float:
-    """Multiplier of the peak lr at `step`: linear 0 -> 1 over `warmup` steps, then cosine 1 -> `floor`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-@SCHEDULERS.register("warmup_cosine")
-def warmup_cosine(optimizer: torch.optim.Optimizer, config: OptimConfig,
-                  total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-step schedule; `optim.lr` is the peak."""
-    warmup = warmup_steps(config, total_steps)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_cosine_factor(step, warmup, total_steps, config.min_lr_ratio))
+from core.optim import optimizers, schedulers  # noqa: E402,F401  (register themselves)

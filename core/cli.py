@@ -1,0 +1,272 @@
+"""`python -m core.train`: one config over its folds, one after another, without Ray.
+
+The original `main.py` workflow and the way to debug a recipe: prints one line per epoch per fold and the fold
+mean ± std of the selected epochs (train.select); with --out, writes fold<N>.json (every epoch's numbers),
+fold<N>.pt (the fold's selected model) and summary.json. --eval-only scores a saved model (fold<N>.pt, or
+tune.final's model.pt) on the held-out test set, or with --fold N on that fold's validation rows.
+
+Config layers: defaults < --config (plain, or a best_config.json export) < --data < --set KEY=VALUE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import io
+import json
+import sys
+import textwrap
+import tokenize
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.config import Config, load_config_file, parse_assignment
+from core.data.dataset import AudioData, prepare_data
+from core.data.samplers import SAMPLERS
+from core.errors import ConfigError, DataError, UserError
+from core.evaluate import predict, score
+from core.losses import LOSSES
+from core.metrics import METRICS
+from core.models import MODELS
+from core.optim import OPTIMIZERS, SCHEDULERS
+from core.statistics import FoldStatistics
+from core.train import EpochResult, NonFiniteLossError, resolve_device, train_fold
+
+# Keys whose value names a registry entry: --help lists the names registered right now.
+CHOICES: dict[str, Callable[[], list[str]]] = {
+    "model.name": MODELS.names, "loss.name": LOSSES.names, "optim.name": OPTIMIZERS.names,
+    "optim.sam_base": lambda: [name for name in OPTIMIZERS.names() if name != "sam"],
+    "optim.scheduler": SCHEDULERS.names, "train.metric": METRICS.names, "train.sampler": SAMPLERS.names}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line instead of the usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+# --- --help: every config key, generated from the dataclasses -------------------------------------------------
+def _field_comments(cls: type) -> tuple[str, dict[str, str]]:
+    """(class docstring, {field: trailing comment}) read from the dataclass's source."""
+    source = textwrap.dedent(inspect.getsource(cls))
+    node = ast.parse(source).body[0]
+    assert isinstance(node, ast.ClassDef)
+    comments = {token.start[0]: token.string.lstrip("# ").strip()
+                for token in tokenize.generate_tokens(io.StringIO(source).readline) if token.type == tokenize.COMMENT}
+    fields = {item.target.id: comments.get(item.lineno, "") for item in node.body
+              if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)}
+    return ast.get_docstring(node) or "", fields
+
+
+def config_help() -> str:
+    """Every dotted config key with its default and its comment in core/config.py, section by section."""
+    defaults = Config()
+    lines = ["config keys (--set KEY=VALUE; lists comma-separated):"]
+    for section in dataclasses.fields(Config):
+        cls = type(getattr(defaults, section.name))
+        doc, comments = _field_comments(cls)
+        lines.append(f"  [{section.name}]" + (f"  {doc.splitlines()[0]}" if doc else ""))
+        for item in dataclasses.fields(cls):
+            key = f"{section.name}.{item.name}"
+            default = defaults.get(key)
+            shown = (",".join(default) or "\"\"") if isinstance(default, list) else json.dumps(default)
+            note = comments.get(item.name, "")
+            if key in CHOICES:
+                note = (note + "; " if note else "") + "one of " + ", ".join(CHOICES[key]())
+            lines.append(f"    {key} = {shown}" + (f"  -- {note}" if note else ""))
+    return "\n".join(lines)
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m core.train", description=__doc__, epilog=config_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="JSON", help="config file: Config.to_dict() JSON or a best_config.json "
+                                                    "export (default: the defaults below; with --eval-only: the "
+                                                    "checkpoint's own config)")
+    p.add_argument("--data", metavar="MANIFEST", help="manifest (CSV or Parquet); sets data.manifest")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, repeatable, e.g. --set optim.lr=3e-4 --set train.epochs=5")
+    p.add_argument("--fold", type=int, metavar="N", help="run (or with --eval-only: validate on) fold N only "
+                                                         "(default: every fold)")
+    p.add_argument("--out", metavar="DIR", help="write fold<N>.json, fold<N>.pt (the selected model) and "
+                                                "summary.json here (default: print only)")
+    p.add_argument("--eval-only", action="store_true", help="no training: score --checkpoint on the test set "
+                                                            "(or on fold N's validation rows with --fold N)")
+    p.add_argument("--checkpoint", metavar="PATH", help="with --eval-only: fold<N>.pt from --out, or tune.final's "
+                                                        "model.pt")
+    return p
+
+
+# --- config and folds -------------------------------------------------------------------------------------------
+def load_checkpoint(path: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"--checkpoint {file}: not found")
+    try:
+        saved = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise UserError(f"--checkpoint {file}: not a model checkpoint ({str(error).splitlines()[0]})") from error
+    if not isinstance(saved, dict) or "model" not in saved:
+        raise UserError(f"--checkpoint {file}: no 'model' state in it (expected fold<N>.pt or model.pt)")
+    return saved
+
+
+def resolve_config(args: argparse.Namespace, checkpoint: dict[str, Any] | None) -> Config:
+    if args.config:
+        config = load_config_file(args.config)
+    elif checkpoint is not None and "config" in checkpoint:
+        config = Config.from_dict(checkpoint["config"])
+    else:
+        config = Config()
+    overrides: dict[str, Any] = {"data.manifest": args.data} if args.data else {}
+    overrides.update(parse_assignment(text) for text in args.overrides)
+    return config.with_overrides(overrides).validate()
+
+
+def chosen_folds(data: AudioData, fold: int | None) -> list[int]:
+    indices = [f.index for f in data.splits.folds]
+    if fold is None:
+        return indices
+    if fold not in indices:
+        raise UserError(f"--fold {fold}: this config has folds {indices[0]}..{indices[-1]} (data.k_fold)")
+    return [fold]
+
+
+def metrics_text(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Strict JSON: NaN (e.g. AUROC of a one-class fold) is written as null."""
+    def plain(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {key: plain(v) for key, v in item.items()}
+        if isinstance(item, list):
+            return [plain(v) for v in item]
+        return None if isinstance(item, float) and np.isnan(item) else item
+    path.write_text(json.dumps(plain(value), indent=2, allow_nan=False) + "\n")
+
+
+# --- training ----------------------------------------------------------------------------------------------------
+def run_fold(config: Config, data: AudioData, index: int, out: Path | None) -> dict[str, Any]:
+    """Train one fold, printing each epoch; return (and write) its record with the selected epoch's metrics."""
+    fold = data.splits.folds[index]
+    epochs: list[dict[str, Any]] = []
+    last: EpochResult | None = None
+    for last in train_fold(config, data, fold):
+        epochs.append({"epoch": last.epoch, "train_loss": last.train_loss, "metrics": last.metrics})
+        note = "  (early stop)" if last.stopped else ""
+        print(f"fold {index}  epoch {last.epoch}/{config.train.epochs}  loss {last.train_loss:.4f}  "
+              f"{metrics_text(last.metrics)}  best epoch {last.best_epoch}{note}", flush=True)
+    assert last is not None  # train.epochs >= 1 is validated
+    # best_epoch is 0 only if the metric was NaN in every epoch: then no epoch was selected (and no metrics shown).
+    selected = last.best_epoch if config.train.select == "best" else last.epoch
+    record = {"fold": index, "select": config.train.select, "selected_epoch": selected,
+              "metrics": epochs[selected - 1]["metrics"] if selected else {}, "stopped_early": last.stopped,
+              "epochs": epochs,
+              "train_rows": int(len(fold.train)), "valid_rows": int(len(fold.valid))}
+    if out is not None:
+        write_json(out / f"fold{index}.json", record)
+        torch.save({"model": last.model.state_dict(), "featurizer": last.featurizer.state_dict(),
+                    "config": config.to_dict(), "fold": index, "epoch": selected, "classes": data.classes,
+                    "words": data.words}, out / f"fold{index}.pt")
+    return record
+
+
+def summarise(config: Config, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fold mean and (population) std of each metric of the selected epochs, as the search's leaderboard does."""
+    names = list(dict.fromkeys(name for r in records for name in r["metrics"]))
+    values = {name: np.array([r["metrics"].get(name, np.nan) for r in records], dtype=np.float64) for name in names}
+    return {"metric": config.train.metric, "select": config.train.select, "folds": [r["fold"] for r in records],
+            "mean": {n: float(np.nanmean(v)) if np.isfinite(v).any() else None for n, v in values.items()},
+            "std": {n: float(np.nanstd(v)) if np.isfinite(v).any() else None for n, v in values.items()},
+            "per_fold": {n: [float(x) for x in v] for n, v in values.items()}}
+
+
+def train_folds(config: Config, data: AudioData, folds: list[int], out: Path | None) -> dict[str, Any]:
+    records = [run_fold(config, data, index, out) for index in folds]
+    summary = summarise(config, records)
+    first = [config.train.metric] + [n for n in summary["mean"] if n != config.train.metric]
+    parts = [f"{n} {summary['mean'][n]:.4f} ± {summary['std'][n]:.4f}" for n in first
+             if summary["mean"].get(n) is not None]
+    print(f"fold mean over {len(records)} fold(s), {config.train.select} epoch: " + "  ".join(parts), flush=True)
+    if out is not None:
+        write_json(out / "summary.json", {**summary, "config": config.to_dict()})
+    return summary
+
+
+# --- evaluation --------------------------------------------------------------------------------------------------
+def evaluate_checkpoint(config: Config, data: AudioData, saved: dict[str, Any], fold: int | None,
+                        out: Path | None) -> dict[str, float]:
+    """Score a saved model on the test rows (or fold `fold`'s validation rows). The model is rebuilt with the
+    statistics of the rows it was trained on: its fold's training rows, or all development rows (tune.final)."""
+    if list(saved.get("classes", data.classes)) != list(data.classes):
+        raise DataError(f"--checkpoint classes {saved['classes']} differ from the data's {data.classes}")
+    if "fold" in saved:
+        trained_on = data.splits.folds[chosen_folds(data, int(saved["fold"]))[0]].train
+    else:
+        trained_on = data.splits.development
+    stats = FoldStatistics.from_data(data, trained_on)
+    spec = MODELS.get(config.model.name)
+    model, featurizer = spec.build(config, data.num_outputs, stats), spec.featurizer(config, stats)
+    try:
+        model.load_state_dict(saved["model"])
+        if "featurizer" in saved:
+            featurizer.load_state_dict(saved["featurizer"])
+    except RuntimeError as error:
+        raise ConfigError(f"--checkpoint does not fit the config's model.* settings: "
+                          f"{str(error).splitlines()[0]}") from error
+    device = resolve_device(config.train.device)
+    rows = data.splits.test if fold is None else data.splits.folds[fold].valid
+    outputs = predict(model.to(device), featurizer.to(device), data, rows, device, config.train.eval_batch_size)
+    metrics = score(data, rows, outputs)
+    where = "test" if fold is None else f"fold {fold} valid"
+    print(f"{where} ({len(rows)} clips): {metrics_text(metrics)}", flush=True)
+    if out is not None:
+        name = "eval_test.json" if fold is None else f"eval_fold{fold}.json"
+        write_json(out / name, {"rows": where, "clips": int(len(rows)), "metrics": metrics})
+    return metrics
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.eval_only != bool(args.checkpoint):
+        raise UserError("--eval-only and --checkpoint go together" if args.eval_only else
+                        "--checkpoint is only read with --eval-only")
+    saved = load_checkpoint(args.checkpoint) if args.eval_only else None
+    config = resolve_config(args, saved)
+    data = prepare_data(config, progress=print)
+    folds = chosen_folds(data, args.fold)
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    if saved is not None:
+        evaluate_checkpoint(config, data, saved, args.fold, out)
+    else:
+        train_folds(config, data, folds, out)
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_line  # one line each, as they happen; restored on leaving the block
+        try:
+            run(args)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return error.exit_code
+        except NonFiniteLossError as error:  # not bad input: the recipe diverged
+            print(f"error: {error} (the config diverged; try a lower optim.lr)", file=sys.stderr)
+            return 1
+    return 0
