@@ -21,7 +21,7 @@ DEMO_OVERRIDES: dict[str, Any] = {
     "model.size": "micro",
     "model.projection_dim": 64,
     "data.k_fold": 3,
-    "train.epochs": 6,
+    "train.epochs": 10,
     "train.batch_size": 16,
 }
 
@@ -33,6 +33,13 @@ class SearchSpace:
     base: dict[str, Any]  # dotted overrides applied to the default Config before sampling
     define: DefineByRun  # suggests dotted config keys; may return constants to add
     demo: dict[str, Any] = field(default_factory=dict)  # extra overrides for --demo, on top of DEMO_OVERRIDES
+    # Ranges for --demo, where a tiny model learns from scratch in a few epochs (it wants a larger learning rate
+    # than fine-tuning a pretrained encoder does). None: the same function as a real search.
+    demo_define: DefineByRun | None = None
+
+    def define_for(self, demo: bool) -> DefineByRun:
+        """The define-by-run function a search uses: the demo ranges under --demo, else the real ones."""
+        return self.demo_define if demo and self.demo_define is not None else self.define
 
 
 SPACES: Registry[SearchSpace] = Registry("search space")
@@ -42,13 +49,14 @@ def register(space: SearchSpace) -> SearchSpace:
     return SPACES.register(space.name)(space)
 
 
-def sample_parameters(space: SearchSpace, trial: optuna.Trial) -> dict[str, Any]:
+def sample_parameters(space: SearchSpace, trial: optuna.Trial, demo: bool = False) -> dict[str, Any]:
     """Run the space on `trial` and return its dotted overrides (suggested values + returned constants)."""
-    constants = space.define(trial) or {}
+    constants = space.define_for(demo)(trial) or {}
     return {**trial.params, **constants}
 
 
-def describe(space: SearchSpace, draws: int = 64) -> dict[str, list[optuna.distributions.BaseDistribution]]:
+def describe(space: SearchSpace, draws: int = 64,
+             demo: bool = False) -> dict[str, list[optuna.distributions.BaseDistribution]]:
     """Every parameter the space can suggest, with its distributions: the union over `draws` random draws, so
     conditional parameters (and a parameter whose range depends on another choice) show up too."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -56,7 +64,7 @@ def describe(space: SearchSpace, draws: int = 64) -> dict[str, list[optuna.distr
     found: dict[str, list[optuna.distributions.BaseDistribution]] = {}
     for _ in range(draws):
         trial = study.ask()
-        space.define(trial)
+        space.define_for(demo)(trial)
         for key, distribution in trial.distributions.items():
             if distribution not in found.setdefault(key, []):
                 found[key].append(distribution)

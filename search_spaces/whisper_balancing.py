@@ -9,6 +9,16 @@ from search_spaces import SearchSpace, register
 
 def define(trial: optuna.Trial) -> None:
     trial.suggest_float("optim.lr", 1e-5, 1e-3, log=True)
+    suggest_rest(trial)
+
+
+def define_demo(trial: optuna.Trial) -> None:
+    """--demo: a micro Whisper trained from scratch learns in 10 epochs only at larger learning rates."""
+    trial.suggest_float("optim.lr", 1e-3, 5e-3, log=True)
+    suggest_rest(trial)
+
+
+def suggest_rest(trial: optuna.Trial) -> None:
     trial.suggest_float("optim.warmup_ratio", 0.0, 0.3)
     trial.suggest_float("optim.weight_decay", 1e-4, 1e-1, log=True)
     trial.suggest_int("augment.time_mask", 0, 40)
@@ -23,4 +33,5 @@ SPACE = register(SearchSpace(
     base={"model.name": "whisper", "model.pretrained": "openai/whisper-base", "loss.name": "balancing",
           "data.k_fold": 5, "train.epochs": 10},
     define=define,
+    demo_define=define_demo,
 ))
