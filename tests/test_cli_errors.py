@@ -30,6 +30,7 @@ def tune_run(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
     (["--space", "whisper_balancing", "--set", "data.test_size=1.5"], "data.test_size=1.5"),
     (["--space", "whisper_balancing", "--epochs", "many"], "argument --epochs: invalid int value"),
     (["--space", "whisper_balancing", "--data", "/nonexistent/manifest.csv"], "manifest not found"),
+    (["--space", "whisper_balancing", "--gpus-per-trial", "0.5"], "--gpus-per-trial 0.5 but this machine"),
 ])
 def test_bad_input_exits_2_with_one_line(args: list[str], message: str, tmp_path: Path) -> None:
     done, _ = tune_run(*args, "--storage", str(tmp_path))

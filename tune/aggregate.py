@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
-from core.train import EpochResult
+
+class FoldResult(Protocol):
+    """What aggregation reads of a fold's epoch (`core.train.EpochResult` and `tune.folds.FoldReport` have it)."""
+
+    fold: int
+    train_loss: float
+    metrics: dict[str, float]
+    best_epoch: int
 
 
-def aggregate(results: Sequence[EpochResult], epoch: int) -> dict[str, float]:
+def aggregate(results: Sequence[FoldResult], epoch: int) -> dict[str, float]:
     """`{metric}_mean`, `{metric}_std`, `{metric}_fold{i}` for each validation metric, plus training loss and the
     folds' best epochs. Folds that stopped early contribute their last result."""
     row: dict[str, float] = {"epoch": epoch}
@@ -25,7 +33,7 @@ def aggregate(results: Sequence[EpochResult], epoch: int) -> dict[str, float]:
     return row
 
 
-def _value(result: EpochResult, name: str) -> float:
+def _value(result: FoldResult, name: str) -> float:
     if name == "train_loss":
         return result.train_loss
     if name == "best_epoch":

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.config import Config, parse_assignment
 from core.errors import UserError
 from search_spaces import DEMO_OVERRIDES, SearchSpace
+from tune.resources import default_resources
 
 BUNDLED_DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "manifest.csv"
-DEMO_BUDGET = {"num_samples": 6, "max_concurrent": 2, "cpus_per_trial": 1.0}
+DEMO_BUDGET = {"num_samples": 4, "max_concurrent": 2, "cpus_per_trial": 1.0}
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -34,11 +35,17 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--data", help="manifest (CSV or Parquet); default: the bundled demo set")
     p.add_argument("--audio-root", help="folder the manifest's paths are relative to (default: its folder)")
     p.add_argument("--target", help="target column (default: label)")
-    p.add_argument("--num-samples", type=int, help="number of trials (default: 20; --demo: 6)")
+    p.add_argument("--num-samples", type=int, help="number of trials (default: 20; --demo: 4)")
     p.add_argument("--k-fold", type=int, help="folds per trial (default: the space's, usually 5)")
     p.add_argument("--epochs", type=int, help="epochs per fold (default: the space's)")
-    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: 1)")
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (default: 0)")
+    p.add_argument("--cpus-per-trial", type=float,
+                   help="CPUs per trial (default by model: whisper 1, resnet50 1, wav2vec2 2; --demo: 1)")
+    p.add_argument("--gpus-per-trial", type=float,
+                   help="GPUs per trial, fractions allowed (default: 0 without GPUs; else by model: whisper 0.25, "
+                        "resnet50 0.25, wav2vec2 0.5)")
+    p.add_argument("--fold-parallel", action="store_true",
+                   help="run the k folds of a trial as parallel Ray actors, one placement-group bundle per fold "
+                        "(the trial's CPUs/GPUs are shared between them, e.g. 0.25 GPU per fold)")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: as resources allow)")
     p.add_argument("--grace-period", type=int, default=2,
                    help="ASHA: epochs every trial gets before pruning (default: 2)")
@@ -66,12 +73,14 @@ class RunSettings:
     base: dict[str, Any]  # Config.to_dict() every trial starts from
     num_samples: int
     cpus_per_trial: float
-    gpus_per_trial: float
+    gpus_per_trial: float | None  # None until resolved against the cluster (tune/resources.py)
     max_concurrent: int | None
     grace_period: int
     seed: int
     demo: bool
     created: str
+    fold_parallel: bool = False
+    pinned: dict[str, Any] = field(default_factory=dict)  # --set values of keys the space would search
 
     def to_json(self) -> bytes:
         return (json.dumps(asdict(self), indent=2) + "\n").encode()
@@ -108,16 +117,19 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
              "data.k_fold": args.k_fold, "train.epochs": args.epochs, "data.seed": args.seed,
              "train.seed": args.seed}
     overrides.update({key: value for key, value in flags.items() if value is not None})
-    overrides.update(dict(parse_assignment(text) for text in args.overrides))
+    assignments = dict(parse_assignment(text) for text in args.overrides)
+    overrides.update(assignments)
     config = Config().with_overrides(overrides).validate()
     if config.data.k_fold < 2:
         raise UserError(f"data.k_fold={config.data.k_fold}: a search cross-validates, use k >= 2")
     budget = DEMO_BUDGET if args.demo else {}
+    cpus = args.cpus_per_trial or budget.get("cpus_per_trial") or default_resources(config.model.name).cpus
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return RunSettings(
         space=space.name, name=args.name or ("demo" if args.demo else f"{space.name}-{stamp}"),
         base=config.to_dict(), num_samples=args.num_samples or budget.get("num_samples", 20),
-        cpus_per_trial=args.cpus_per_trial or budget.get("cpus_per_trial", 1.0),
+        cpus_per_trial=cpus,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent or budget.get("max_concurrent"),
         grace_period=args.grace_period, seed=args.seed, demo=args.demo,
-        created=datetime.datetime.now().isoformat(timespec="seconds"))
+        created=datetime.datetime.now().isoformat(timespec="seconds"), fold_parallel=args.fold_parallel,
+        pinned={key: config.get(key) for key in assignments})

@@ -18,7 +18,9 @@ def trial_rows(grid: ResultGrid, metric: str, epochs: int) -> list[dict[str, Any
         last = result.metrics or {}
         epoch = int(last.get("epoch", 0) or 0)
         folds = fold_values(last, metric)
-        status = "error" if result.error else ("finished" if epoch >= epochs else "stopped (ASHA)")
+        # `error` in the metrics: the trainable ended a diverged config itself (no Tune retries for it)
+        failed = result.error is not None or bool(last.get("error"))
+        status = "error" if failed else ("finished" if epoch >= epochs else "stopped (ASHA)")
         row: dict[str, Any] = {
             "trial_id": last.get("trial_id") or result.path.rstrip("/").rsplit("/", 1)[-1],
             "status": status,
@@ -27,7 +29,7 @@ def trial_rows(grid: ResultGrid, metric: str, epochs: int) -> list[dict[str, Any
             f"{metric}_folds": " ".join(f"{v:.4f}" for v in folds),
             "epochs": epoch,
             "best_epochs": " ".join(str(int(v)) for v in fold_values(last, "best_epoch")),
-            "error": _error_text(result.error),
+            "error": _error_text(result.error) or str(last.get("error") or ""),
         }
         row.update({key: value for key, value in sorted(result.config.items())})
         rows.append(row)

@@ -39,6 +39,8 @@ class TrialLines(Callback):
         self._line(f"trial {trial_number(trial)} start  {format_params(trial.config)}")
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        if result.get("error"):
+            return  # said once, by on_trial_complete
         mean, std = result.get(f"{self.metric}_mean", math.nan), result.get(f"{self.metric}_std", math.nan)
         folds = " ".join(f"{v:.3f}" for v in fold_values(result, self.metric))
         self._line(f"trial {trial_number(trial)} epoch {int(result.get('epoch', 0))}/{self.epochs}  "
@@ -47,9 +49,18 @@ class TrialLines(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         result = trial.last_result or {}
         epoch = int(result.get("epoch", 0))
+        if result.get("error"):
+            self._line(f"trial {trial_number(trial)} ended at epoch {epoch}: {result['error']}")
+            return
         how = "finished" if epoch >= self.epochs else "stopped early by ASHA"
         self._line(f"trial {trial_number(trial)} {how} at epoch {epoch}: "
                    f"{self.metric} {result.get(f'{self.metric}_mean', math.nan):.3f}")
+
+    def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        latest = trial.latest_checkpoint_result  # what the restart resumes from (the last result may be newer)
+        where = f"its checkpoint after epoch {int(latest.metrics.get('epoch', 0))}" if latest else "the start"
+        self._line(f"trial {trial_number(trial)} lost its worker; restarting from {where} "
+                   f"(retry {trial.num_failures} of {trial.max_failures})")
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._line(f"trial {trial_number(trial)} ERROR: {trial.error_file or 'see the trial log'}")

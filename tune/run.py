@@ -6,31 +6,38 @@ checked before Ray starts, and reported as one line with exit code 2.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import optuna
 import torch
+from ray.tune import Tuner
 
 from core.data.dataset import AudioData, prepare_data
 from core.errors import UserError
 from core.models import MODELS
 from core.statistics import FoldStatistics
-from search_spaces import SPACES, SearchSpace, describe, format_distribution, sample_parameters
+from search_spaces import SPACES, SearchSpace, describe, format_distribution
 from tune.arguments import RunSettings, build_parser, settings_from_args
-from tune.cluster import cluster_gpus, start_ray
+from tune.cluster import cluster_gpus, local_gpus, start_ray
 from tune.export import build_export
+from tune.interrupt import Interruption
 from tune.leaderboard import build_leaderboard, format_leaderboard, to_csv_bytes, to_parquet_bytes
+from tune.pinning import PinnedSpace
+from tune.resources import resolve_gpus, trial_resources
 from tune.search import build_tuner, objective, restore_tuner
 from tune.storage import RunStore
 from tune.study import record_study
 from tune.trainable import trial_config
 
 SETTINGS_FILE = "run.json"
+SPLITS_FILE = "splits.json"
 
 
 def list_spaces() -> str:
@@ -39,15 +46,17 @@ def list_spaces() -> str:
         space = SPACES.get(name)
         lines.append(f"{name}: {space.description}")
         lines.append("  base: " + ", ".join(f"{k}={v}" for k, v in space.base.items()))
-        lines.extend(f"  {key}: {format_distribution(dist)}" for key, dist in describe(space).items())
+        lines.extend(f"  {key}: {' or '.join(map(format_distribution, dists))}"
+                     for key, dists in describe(space).items())
     return "\n".join(lines)
 
 
 def check_space(space: SearchSpace, settings: RunSettings) -> None:
     """Every key the space can suggest must be a valid config override (caught now, not in trial 1)."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=settings.seed))
+    define = PinnedSpace(space.name, settings.pinned, settings.demo)
     for _ in range(8):
-        trial_config(sample_parameters(space, study.ask()), settings.base)
+        trial_config(define.sample(study.ask()), settings.base)
 
 
 def describe_data(data: AudioData) -> str:
@@ -78,12 +87,36 @@ def preflight_model(settings: RunSettings, data: AudioData) -> None:
                         "folder, a reachable hub id, or 'none'") from error
 
 
-def resume_command(settings: RunSettings, store: RunStore) -> str:
+def resume_command(settings: RunSettings, store: RunStore, address: str | None = None) -> str:
+    cluster = ["--address", address] if address else []
     return shlex.join([sys.executable, "-m", "tune.run", "--space", settings.space, "--name", settings.name,
-                       "--storage", store.storage, "--resume"])
+                       "--storage", store.storage, *cluster, "--resume"])
 
 
-def prepare(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace, RunStore, AudioData, object]:
+def splits_json(data: AudioData) -> bytes:
+    """The manifest rows of the test set and of every fold: what `--seed` fixed, for audits and comparisons."""
+    splits = data.splits
+    folds = [{"fold": f.index, "train": f.train.tolist(), "valid": f.valid.tolist()} for f in splits.folds]
+    return (json.dumps({"test": splits.test.tolist(), "folds": folds}) + "\n").encode()
+
+
+def prepare(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace, RunStore, AudioData, argparse.Namespace]:
+    """Every check of tune.run, in order; raises UserError before Ray starts."""
+    settings, space, store, args = parse_settings(argv)
+    return settings, space, store, check_data(settings), args
+
+
+def check_data(settings: RunSettings) -> AudioData:
+    """Manifest, audio, decode cache, splits and the model: the input checks that need the data."""
+    data = prepare_data(settings.config, progress=print)
+    print(describe_data(data), flush=True)
+    preflight_model(settings, data)
+    return data
+
+
+def parse_settings(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace, RunStore, argparse.Namespace]:
+    """Flags, config, space, storage and (local Ray) GPUs: the checks that need no data. tune.submit runs these
+    even when the data is visible only on the cluster."""
     args = build_parser().parse_args(argv)
     if args.list_spaces:
         print(list_spaces())
@@ -97,6 +130,9 @@ def prepare(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace, RunSt
         store = RunStore(args.storage, args.name)
         if not store.exists(SETTINGS_FILE):
             raise UserError(f"--resume: no experiment {args.name!r} in {store.storage}")
+        if not Tuner.can_restore(store.location):
+            raise UserError(f"--resume: experiment {store.location} has no saved search state (it stopped before "
+                            "Tune saved any); start it again with --overwrite")
         settings = RunSettings.from_json(store.read_bytes(SETTINGS_FILE))
     else:
         settings = settings_from_args(args, space)
@@ -106,40 +142,65 @@ def prepare(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace, RunSt
                             "or --overwrite to replace it")
     store.check_writable()
     check_space(space, settings)
-    data = prepare_data(settings.config, progress=print)
-    print(describe_data(data), flush=True)
-    preflight_model(settings, data)
-    return settings, space, store, data, args
+    if not args.address:  # a local Ray sees this machine's GPUs: check them before starting it
+        gpus = resolve_gpus(settings.gpus_per_trial, settings.config.model.name, local_gpus(),
+                            "this machine (local Ray)")
+        settings = replace(settings, gpus_per_trial=gpus)
+    return settings, space, store, args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return run_search(argv)
+    except KeyboardInterrupt:  # before or after the search itself (during it, Interruption takes Ctrl-C)
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+def run_search(argv: Sequence[str] | None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours to print
     try:
-        settings, space, store, _, args = prepare(argv)
+        settings, space, store, data, args = prepare(argv)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     if args.overwrite and not args.resume and store.exists():
         store.fs.delete_dir(store.path)
     start_ray(args.address)
-    if settings.gpus_per_trial > 0 and cluster_gpus() < settings.gpus_per_trial:
-        print(f"error: --gpus-per-trial {settings.gpus_per_trial:g} but the Ray cluster has {cluster_gpus():g} "
-              "GPUs", file=sys.stderr)
-        return 2
+    try:  # a joined cluster's GPUs are known only now
+        settings = replace(settings, gpus_per_trial=resolve_gpus(settings.gpus_per_trial, settings.config.model.name,
+                                                                 cluster_gpus()))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
     if not args.resume:
         store.write_bytes(SETTINGS_FILE, settings.to_json())
+        store.write_bytes(SPLITS_FILE, splits_json(data))
     key, mode = objective(settings)
     print(f"search {settings.name}: space {settings.space}, {settings.num_samples} trials x "
           f"{settings.config.data.k_fold} folds x {settings.config.train.epochs} epochs, optimising {key} ({mode}); "
           f"results in {store.location}", flush=True)
+    print(f"resources per trial: {describe_resources(settings)}", flush=True)
     started = time.time()
     tuner = restore_tuner(settings, store) if args.resume else build_tuner(settings, space, store)
+    interruption = Interruption()
     try:
-        grid = tuner.fit()
+        with interruption:
+            grid = tuner.fit()
     except KeyboardInterrupt:
-        print(f"\ninterrupted; state is saved. Resume with:\n  {resume_command(settings, store)}", file=sys.stderr)
+        pass  # a second Ctrl-C: Tune's last state save was skipped, the one before it stands
+    if interruption.received:
+        print(f"\ninterrupted; the search state is saved. Resume with:\n  "
+              f"{resume_command(settings, store, args.address)}", file=sys.stderr)
         return 130
     return finish(settings, space, store, grid, started)
+
+
+def describe_resources(settings: RunSettings) -> str:
+    bundles = trial_resources(settings.cpus_per_trial, settings.gpus_per_trial or 0.0, settings.config.data.k_fold,
+                              settings.fold_parallel).bundles
+    text = " + ".join(", ".join(f"{amount:g} {name}" for name, amount in bundle.items()) for bundle in bundles)
+    return f"{text} (trial + one bundle per fold)" if settings.fold_parallel else text
 
 
 def finish(settings: RunSettings, space: SearchSpace, store: RunStore, grid: object, started: float) -> int:
@@ -150,8 +211,9 @@ def finish(settings: RunSettings, space: SearchSpace, store: RunStore, grid: obj
     print(format_leaderboard(table, metric))
     written = [store.write_bytes("leaderboard.csv", to_csv_bytes(table)),
                store.write_bytes("leaderboard.parquet", to_parquet_bytes(table)),
-               store.write_bytes("optuna.db", record_study(grid, space, metric, mode, settings.name))]
-    if len(table) < settings.num_samples or table["status"].eq("error").all():
+               store.write_bytes("optuna.db", record_study(grid, space, metric, mode, settings.name,
+                                                      settings.pinned, settings.demo))]
+    if len(table) < settings.num_samples:
         print(f"\nsearch incomplete ({len(table)}/{settings.num_samples} trials). Resume with:\n  "
               f"{resume_command(settings, store)}", file=sys.stderr)
     metadata = {"name": settings.name, "space": settings.space, "num_samples": settings.num_samples,

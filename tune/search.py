@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from optuna.samplers import TPESampler
 from ray import tune
 from ray.tune.experiment import Trial
@@ -11,11 +13,26 @@ from ray.tune.search.optuna import OptunaSearch
 from core.metrics import METRICS
 from search_spaces import SearchSpace
 from tune.arguments import RunSettings
+from tune.interrupt import StopWhenSaved
+from tune.pinning import PinnedSpace
 from tune.progress import TrialLines
+from tune.resources import trial_resources
 from tune.storage import RunStore
 from tune.trainable import cross_validate
 
-MAX_FAILURES = 2  # a trial whose worker or node dies restarts from its last checkpoint this many times
+# A trial whose worker or node dies restarts from its last checkpoint this many times. A diverged config is not
+# retried: the trainable ends it with an `error` result (tune/trainable.py), which is not a failure to Tune.
+MAX_FAILURES = 2
+
+
+class DivergenceAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that records a trial ended with an `error` result (a diverged config) as FAIL, which TPE then
+    leaves out of its model, instead of telling Optuna a NaN value."""
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if result and result.get("error"):
+            result, error = None, True
+        super().on_trial_complete(trial_id, result=result, error=error)
 
 
 def objective(settings: RunSettings) -> tuple[str, str]:
@@ -25,8 +42,11 @@ def objective(settings: RunSettings) -> tuple[str, str]:
 
 
 def trainable(settings: RunSettings) -> tune.Trainable:
-    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
-    with_base = tune.with_parameters(cross_validate, base=settings.base, cpus=settings.cpus_per_trial)
+    """The trainable with its resources: one bundle, or (--fold-parallel) a driver bundle plus one per fold."""
+    gpus = settings.gpus_per_trial or 0.0
+    with_base = tune.with_parameters(cross_validate, base=settings.base, cpus=settings.cpus_per_trial,
+                                     fold_parallel=settings.fold_parallel)
+    resources = trial_resources(settings.cpus_per_trial, gpus, settings.config.data.k_fold, settings.fold_parallel)
     return tune.with_resources(with_base, resources)
 
 
@@ -37,7 +57,8 @@ def trial_dirname(trial: Trial) -> str:
 def build_tuner(settings: RunSettings, space: SearchSpace, store: RunStore) -> tune.Tuner:
     key, mode = objective(settings)
     epochs = settings.config.train.epochs
-    searcher = OptunaSearch(space=space.define, metric=key, mode=mode, sampler=TPESampler(seed=settings.seed))
+    searcher = DivergenceAwareOptunaSearch(space=PinnedSpace(space.name, settings.pinned, settings.demo),
+                                           metric=key, mode=mode, sampler=TPESampler(seed=settings.seed))
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs,
                               grace_period=min(settings.grace_period, epochs), reduction_factor=3)
     return tune.Tuner(
@@ -45,7 +66,8 @@ def build_tuner(settings: RunSettings, space: SearchSpace, store: RunStore) -> t
         tune_config=tune.TuneConfig(metric=key, mode=mode, search_alg=searcher, scheduler=scheduler,
                                     num_samples=settings.num_samples,
                                     max_concurrent_trials=settings.max_concurrent,
-                                    trial_dirname_creator=trial_dirname),
+                                    trial_dirname_creator=trial_dirname,
+                                    reuse_actors=True),  # the next trial skips importing torch & co. again
         run_config=run_config(settings, store))
 
 
@@ -54,7 +76,7 @@ def run_config(settings: RunSettings, store: RunStore) -> tune.RunConfig:
         name=settings.name, storage_path=store.storage, verbose=0,
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[TrialLines(settings.config.train.metric, settings.config.train.epochs)])
+        callbacks=[TrialLines(settings.config.train.metric, settings.config.train.epochs), StopWhenSaved()])
 
 
 def restore_tuner(settings: RunSettings, store: RunStore) -> tune.Tuner:

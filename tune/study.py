@@ -10,25 +10,33 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import optuna
 from ray.tune import ResultGrid
 
 from search_spaces import SearchSpace
+from tune.pinning import PinnedSpace
 
 
-def record_study(grid: ResultGrid, space: SearchSpace, metric: str, mode: str, study_name: str) -> bytes:
-    """SQLite bytes of a study holding every trial: its parameters, per-epoch fold means and final value."""
+def record_study(grid: ResultGrid, space: SearchSpace, metric: str, mode: str, study_name: str,
+                 pinned: dict[str, Any] | None = None, demo: bool = False) -> bytes:
+    """SQLite bytes of a study holding every trial: its parameters, per-epoch fold means and final value.
+    Pinned keys (--set on a searched key) are constants, not parameters: kept as the study's user attributes."""
+    pinned = pinned or {}
+    define = PinnedSpace(space.name, pinned, demo)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "optuna.db"
         study = optuna.create_study(storage=f"sqlite:///{path}", study_name=study_name,
                                     direction="maximize" if mode == "max" else "minimize")
         key = f"{metric}_mean"
+        study.set_user_attr("pinned", pinned)
         for result in sorted(grid, key=lambda r: (r.metrics or {}).get("trial_id", "")):
-            study.enqueue_trial(dict(result.config), skip_if_exists=False)
+            sampled = {k: v for k, v in result.config.items() if k not in pinned}
+            study.enqueue_trial(sampled, skip_if_exists=False)
             trial = study.ask()
-            space.define(trial)
+            define(trial)
             history = result.metrics_dataframe
             if history is not None and key in history:
                 for step, value in zip(history["training_iteration"], history[key], strict=True):

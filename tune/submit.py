@@ -1,0 +1,99 @@
+"""`python -m tune.submit --address http://HEAD:8265 --space NAME [tune.run options]`: the search as a Ray Job.
+
+The options are checked here first, exactly as tune.run checks them (same one-line errors, exit 2); then the repo
+goes up as the job's `working_dir` and the job runs `tune.run ... --address auto` on the cluster. See
+docs/cluster.md for the interpreter and requirements choices (tune/job_env.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import sys
+from collections.abc import Sequence
+
+from core.errors import UserError
+from tune.arguments import ArgumentParser
+from tune.cluster import set_ray_environment
+from tune.job_env import absolute_paths, interpreter_and_env, submit
+
+TERMINAL = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 1}
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog="python -m tune.submit", allow_abbrev=False,
+        description="Submit a tune.run search to a Ray cluster as a Ray Job. Any option not listed here is a "
+                    "tune.run option (see python -m tune.run --help) and is checked locally before submitting.")
+    p.add_argument("--address", required=True, help="the cluster's Jobs API (dashboard), e.g. http://HEAD:8265")
+    p.add_argument("--follow", action="store_true",
+                   help="stream the job's logs until it ends; exit 0 if it SUCCEEDED, 1 if it FAILED or was STOPPED")
+    p.add_argument("--python", help="interpreter the job runs (default: this one, "
+                                    f"{sys.executable}, if the cluster has it with the project's packages)")
+    p.add_argument("--pip", choices=("auto", "always", "never"), default="auto",
+                   help="install the project's pinned requirements into a job virtualenv: auto = only when the "
+                        "cluster's interpreter lacks them (checked with a tiny probe job) (default: auto)")
+    p.add_argument("--remote-data", action="store_true",
+                   help="the manifest and audio exist only on the cluster: skip the local data checks")
+    return p
+
+
+def validate(run_argv: list[str], remote_data: bool) -> None:
+    """tune.run's own checks, before anything is uploaded. Imported late: they pull in torch."""
+    import optuna
+
+    from tune.run import check_data, parse_settings
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    settings, _, _, _ = parse_settings([*run_argv, "--address", "auto"])
+    if not remote_data:
+        check_data(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    set_ray_environment()
+    logging.getLogger("ray").setLevel(logging.WARNING)  # not a line per file uploaded
+    args, run_argv = build_parser().parse_known_args(argv)
+    try:
+        run_argv = absolute_paths(run_argv)
+        validate(run_argv, args.remote_data)
+        from ray.job_submission import JobSubmissionClient
+
+        client = JobSubmissionClient(args.address)
+        python, runtime_env = interpreter_and_env(client, args.python, args.pip)
+        entrypoint = shlex.join([python, "-m", "tune.run", *run_argv, "--address", "auto"])
+        job_id = submit(client, entrypoint=entrypoint, runtime_env=runtime_env, metadata={"tool": "audiotune"})
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except (ConnectionError, RuntimeError) as error:  # unreachable dashboard, refused submission
+        print(f"error: --address {args.address}: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(f"submitted job {job_id}\n  entrypoint: {entrypoint}", flush=True)
+    if not args.follow:
+        print(f"follow: ray job logs --follow {job_id} --address {args.address}\n"
+              f"stop:   ray job stop {job_id} --address {args.address}")
+        return 0
+    return follow(client, job_id, args.address)
+
+
+def follow(client: object, job_id: str, address: str) -> int:
+    """Print the job's log as it grows; the job's final status becomes our exit code."""
+    async def tail() -> None:
+        async for lines in client.tail_job_logs(job_id):  # type: ignore[attr-defined]
+            print(lines, end="", flush=True)
+
+    try:
+        asyncio.run(tail())
+    except KeyboardInterrupt:
+        print(f"\nstopped following; job {job_id} keeps running (ray job stop {job_id} --address {address})",
+              file=sys.stderr)
+        return 130
+    status = str(getattr(client.get_job_status(job_id), "value", ""))  # type: ignore[attr-defined]
+    print(f"job {job_id}: {status}", file=sys.stderr if status != "SUCCEEDED" else sys.stdout, flush=True)
+    return TERMINAL.get(status, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
