@@ -12,9 +12,10 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# The demo replaces its own earlier run (runs/demo); real searches never overwrite without --overwrite.
 demo: $(STAMP)
-	$(PY) -m tune.run --space whisper_balancing --demo
-	$(PY) -m tune.final --config runs/demo/best_config.json
+	$(PY) -m tune.run --space whisper_balancing --demo --overwrite
+	$(PY) -m tune.final --config runs/demo/best_config.json --overwrite
 
 test: $(STAMP)
 	$(PY) -m ruff check .
