@@ -91,7 +91,7 @@ class FoldWorker:
 
     def __init__(self, config: Config, index: int, state: dict[str, Any] | None, threads: int) -> None:
         torch.set_num_threads(threads)
-        self.run = _fold_run(config, prepare_data(config), index, state)
+        self.run = _fold_run(config, prepare_data(config, check_audio=False), index, state)
 
     def step(self) -> FoldReport | None:
         result = next(self.run, None)

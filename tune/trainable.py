@@ -38,7 +38,7 @@ def cross_validate(params: dict[str, Any], base: dict[str, Any], cpus: float = 1
     config = trial_config(params, base)
     states, latest = restore(config.data.k_fold)
     folds: Folds = (ActorFolds(config, states) if fold_parallel else
-                    LocalFolds(config, prepare_data(config), states))  # prepare_data reuses this node's cache
+                    LocalFolds(config, prepare_data(config, check_audio=False), states))  # reuses the node's cache
     try:
         lockstep(folds, set(states), latest)
     except NonFiniteLossError as error:

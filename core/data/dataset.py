@@ -85,27 +85,29 @@ def load_validated_manifest(config: Config) -> Manifest:
     return _load(config)[0]
 
 
-def _load(config: Config) -> tuple[Manifest, np.ndarray | None]:
+def _load(config: Config, check_audio: bool = True) -> tuple[Manifest, np.ndarray | None]:
     """The validated manifest and, for pre-split files, each row's origin (TRAIN/VALID/TEST)."""
     d = config.data
     regression = config.model.head == "regressor"
     files = presplit_files(config)
     if files:
-        return _concatenate(files, config)
+        return _concatenate(files, config, check_audio)
     if not d.manifest:
         raise DataError("no manifest given: pass --data PATH (or set data.manifest, or data.train_file)")
-    return _filter_words(load_manifest(d.manifest, d.target, d.audio_root or None, regression=regression),
-                         d.filter_words), None
+    manifest = load_manifest(d.manifest, d.target, d.audio_root or None, regression=regression,
+                             check_audio=check_audio)
+    return _filter_words(manifest, d.filter_words), None
 
 
-def _concatenate(files: dict[int, str], config: Config) -> tuple[Manifest, np.ndarray]:
+def _concatenate(files: dict[int, str], config: Config, check_audio: bool) -> tuple[Manifest, np.ndarray]:
     """One manifest of train, valid and test rows (in that order), each file validated on its own.
 
     The same clip in two files is a leak (it would be trained on and scored): DataError. Shared speakers are only
     warned about: the files are the user's own split (e.g. by recording session), which this respects.
     """
     d = config.data
-    parts = {part: load_manifest(file, d.target, d.audio_root or None, regression=config.model.head == "regressor")
+    parts = {part: load_manifest(file, d.target, d.audio_root or None, regression=config.model.head == "regressor",
+                                 check_audio=check_audio)
              for part, file in sorted(files.items())}
     train = parts[TRAIN]
     columns = {part: set(OPTIONAL_COLUMNS) & set(m.table.columns) for part, m in parts.items()}
@@ -145,10 +147,14 @@ def _check_disjoint(parts: dict[int, Manifest]) -> None:
                               f"{PRESPLIT_KEYS[b]} may be optimistic", SpeakerOverlapWarning, stacklevel=2)
 
 
-def prepare_data(config: Config, progress: Callable[[str], None] | None = None) -> AudioData:
-    """Validate the manifest, open (or build) the decode cache and make the splits."""
+def prepare_data(config: Config, progress: Callable[[str], None] | None = None,
+                 check_audio: bool = True) -> AudioData:
+    """Validate the manifest, open (or build) the decode cache and make the splits.
+
+    `check_audio=False` skips opening every file's header: for trials, whose driver already checked them all before
+    Ray started (a file gone since then still fails, naming it, when this node builds its cache)."""
     d = config.data
-    manifest, origin = _load(config)
+    manifest, origin = _load(config, check_audio)
     table = manifest.table
     waveforms = open_cache(manifest.paths, d.sample_rate, d.max_seconds, d.cache_dir or None, progress)
     targets, classes = encode_targets(table[d.target], regression=config.model.head == "regressor")
