@@ -27,8 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.command_line import ArgumentParser, check_output_folder, write_json
 from core.config import Config, load_config_file, parse_assignment
 from core.data.dataset import AudioData, prepare_data
+from core.data.recorded import beside_config
 from core.data.samplers import SAMPLERS
 from core.errors import ConfigError, DataError, UserError
 from core.evaluate import predict, score
@@ -44,13 +46,6 @@ CHOICES: dict[str, Callable[[], list[str]]] = {
     "model.name": MODELS.names, "loss.name": LOSSES.names, "optim.name": OPTIMIZERS.names,
     "optim.sam_base": lambda: [name for name in OPTIMIZERS.names() if name != "sam"],
     "optim.scheduler": SCHEDULERS.names, "train.metric": METRICS.names, "train.sampler": SAMPLERS.names}
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse that exits 2 with one line instead of the usage block."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {message} (see --help)\n")
 
 
 # --- --help: every config key, generated from the dataclasses -------------------------------------------------
@@ -98,6 +93,9 @@ def build_parser() -> ArgumentParser:
                                                          "(default: every fold)")
     p.add_argument("--out", metavar="DIR", help="write fold<N>.json, fold<N>.pt (the selected model) and "
                                                 "summary.json here (default: print only)")
+    p.add_argument("--overwrite", action="store_true", help="replace files of an earlier run in --out")
+    p.add_argument("--allow-changed-data", action="store_true",
+                   help="use the config's recorded split (data.splits_file) although the manifest changed since")
     p.add_argument("--eval-only", action="store_true", help="no training: score --checkpoint on the test set "
                                                             "(or on fold N's validation rows with --fold N)")
     p.add_argument("--checkpoint", metavar="PATH", help="with --eval-only: fold<N>.pt from --out, or tune.final's "
@@ -122,6 +120,7 @@ def load_checkpoint(path: str) -> dict[str, Any]:
 def resolve_config(args: argparse.Namespace, checkpoint: dict[str, Any] | None) -> Config:
     if args.config:
         config = load_config_file(args.config)
+        config = config.with_overrides({"data.splits_file": beside_config(config.data.splits_file, args.config)})
     elif checkpoint is not None and "config" in checkpoint:
         config = Config.from_dict(checkpoint["config"])
     else:
@@ -142,17 +141,6 @@ def chosen_folds(data: AudioData, fold: int | None) -> list[int]:
 
 def metrics_text(metrics: dict[str, float]) -> str:
     return "  ".join(f"{name} {value:.4f}" for name, value in metrics.items())
-
-
-def write_json(path: Path, value: Any) -> None:
-    """Strict JSON: NaN (e.g. AUROC of a one-class fold) is written as null."""
-    def plain(item: Any) -> Any:
-        if isinstance(item, dict):
-            return {key: plain(v) for key, v in item.items()}
-        if isinstance(item, list):
-            return [plain(v) for v in item]
-        return None if isinstance(item, float) and np.isnan(item) else item
-    path.write_text(json.dumps(plain(value), indent=2, allow_nan=False) + "\n")
 
 
 # --- training ----------------------------------------------------------------------------------------------------
@@ -236,15 +224,25 @@ def evaluate_checkpoint(config: Config, data: AudioData, saved: dict[str, Any], 
     return metrics
 
 
+def output_files(config: Config, eval_only: bool, fold: int | None) -> list[str]:
+    """What `run` writes to --out (known from the config alone, so the check comes before any work)."""
+    if eval_only:
+        return ["eval_test.json" if fold is None else f"eval_fold{fold}.json"]
+    folds = [fold] if fold is not None else range(1 if config.data.valid_file else config.data.k_fold)
+    return ["summary.json", *(f"fold{i}{ext}" for i in folds for ext in (".json", ".pt"))]
+
+
 def run(args: argparse.Namespace) -> None:
     if args.eval_only != bool(args.checkpoint):
         raise UserError("--eval-only and --checkpoint go together" if args.eval_only else
                         "--checkpoint is only read with --eval-only")
     saved = load_checkpoint(args.checkpoint) if args.eval_only else None
     config = resolve_config(args, saved)
-    data = prepare_data(config, progress=print)
-    folds = chosen_folds(data, args.fold)
     out = Path(args.out) if args.out else None
+    if out is not None:
+        check_output_folder(out, "--out", output_files(config, args.eval_only, args.fold), args.overwrite)
+    data = prepare_data(config, progress=print, allow_changed_data=args.allow_changed_data)
+    folds = chosen_folds(data, args.fold)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     if saved is not None:

@@ -37,6 +37,7 @@ class DataConfig:
     seed: int = 0
     shuffle: bool = True
     cache_dir: str = ""  # decode cache; default: $AUDIOTUNE_CACHE or ~/.cache/audiotune
+    splits_file: str = ""  # a search's splits.json: reuse its test set and folds (clips by path) instead of drawing
 
 
 @dataclass

@@ -109,8 +109,21 @@ def test_final_training_writes_test_report(search: tuple[Path, subprocess.Comple
     assert sum(entry["clips"] for entry in report["per_word_uar"].values()) == len(test_rows)
     assert (tmp_path / "final" / "model.pt").stat().st_size > 0
     again = run_cli("tune.final", "--config", str(folder / "best_config.json"), "--out", str(tmp_path / "final"))
-    assert again.returncode == 2 and "exists" in again.stderr  # never overwritten silently
+    assert again.returncode == 2 and "already holds config.json, model.pt, report.json" in again.stderr
     evaluated = run_cli("tune.final", "--config", str(folder / "best_config.json"), "--out", str(tmp_path / "final"),
                         "--eval-only", "--checkpoint", str(tmp_path / "final" / "model.pt"))
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert json.loads((tmp_path / "final" / "eval_report.json").read_text())["metrics"] == report["metrics"]
+
+
+def test_the_search_records_its_split_and_everything_after_uses_it(
+        search: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    folder, _ = search
+    recorded = json.loads((folder / "splits.json").read_text())
+    assert recorded["version"] == 2 and len(recorded["folds"]) == 3 and recorded["manifest_hash"]
+    assert json.loads((folder / "run.json").read_text())["base"]["data"]["splits_file"] == str(folder / "splits.json")
+    config = load_config_file(folder / "best_config.json")
+    assert config.data.splits_file == str(folder / "splits.json")
+    data = prepare_data(config)
+    assert sorted(Path(data.manifest.paths[row]).relative_to(data.manifest.source.parent).as_posix()
+                  for row in data.splits.test) == sorted(recorded["test"])

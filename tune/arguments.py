@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.command_line import ArgumentParser
 from core.config import Config, parse_assignment
 from core.errors import UserError
 from search_spaces import DEMO_OVERRIDES, SearchSpace
@@ -16,13 +17,6 @@ from tune.resources import default_resources
 
 BUNDLED_DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "manifest.csv"
 DEMO_BUDGET = {"num_samples": 4, "max_concurrent": 2, "cpus_per_trial": 1.0}
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse that exits 2 with one line (`error: ...`) instead of the whole usage block."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {message} (see --help)\n")
 
 
 def build_parser() -> ArgumentParser:
@@ -60,7 +54,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--demo", action="store_true",
                    help="tiny from-scratch model and a small budget (minutes on 2 CPU cores); bundled data")
     p.add_argument("--resume", action="store_true", help="continue the experiment --name in --storage")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing experiment of the same name")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing experiment of the same name (only one this project created, and "
+                        "not while it runs)")
+    p.add_argument("--allow-changed-data", action="store_true",
+                   help="with --resume: continue although the manifest changed since the search recorded its "
+                        "split (splits.json); clips it does not know are left out")
     return p
 
 
@@ -126,7 +125,8 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
     cpus = args.cpus_per_trial or budget.get("cpus_per_trial") or default_resources(config.model.name).cpus
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return RunSettings(
-        space=space.name, name=args.name or ("demo" if args.demo else f"{space.name}-{stamp}"),
+        space=space.name, name=(args.name if args.name is not None else
+                                ("demo" if args.demo else f"{space.name}-{stamp}")),
         base=config.to_dict(), num_samples=args.num_samples or budget.get("num_samples", 20),
         cpus_per_trial=cpus,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent or budget.get("max_concurrent"),

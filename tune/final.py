@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix
 
+from core.command_line import ArgumentParser, check_output_folder
 from core.config import Config, load_config_file
 from core.data.dataset import AudioData, prepare_data
+from core.data.recorded import beside_config
 from core.data.splits import Fold
 from core.errors import UserError
 from core.evaluate import predict, score
@@ -27,7 +29,6 @@ from core.metrics import per_group_mae, per_group_uar
 from core.models import MODELS
 from core.statistics import FoldStatistics
 from core.train import resolve_device, train_fold
-from tune.arguments import ArgumentParser
 
 
 def build_parser() -> ArgumentParser:
@@ -39,7 +40,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--audio-root", help="folder the manifest's paths are relative to")
     p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint on the test set")
     p.add_argument("--checkpoint", help="model.pt written by an earlier tune.final (with --eval-only)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
+    p.add_argument("--allow-changed-data", action="store_true",
+                   help="use the search's recorded split (splits.json) although the manifest changed since; "
+                        "clips it does not know are left out")
     return p
 
 
@@ -88,13 +92,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config_path = Path(args.config)
     config = load_config_file(config_path)
     overrides = {k: v for k, v in {"data.manifest": args.data, "data.audio_root": args.audio_root}.items() if v}
+    overrides["data.splits_file"] = beside_config(config.data.splits_file, config_path)
     config = config.with_overrides(overrides).validate()
     out = Path(args.out) if args.out else config_path.resolve().parent / "final"
-    if (out / "report.json").exists() and not args.overwrite and not args.eval_only:
-        raise UserError(f"{out / 'report.json'} exists: pass --overwrite or another --out")
     if args.eval_only and not args.checkpoint:
         raise UserError("--eval-only needs --checkpoint model.pt")
-    data = prepare_data(config, progress=print)
+    written = ["eval_report.json"] if args.eval_only else ["report.json", "model.pt", "config.json"]
+    check_output_folder(out, "--out", written, args.overwrite)
+    data = prepare_data(config, progress=print, allow_changed_data=args.allow_changed_data)
     started = time.time()
     if args.eval_only:
         model, featurizer = load_checkpoint(Path(args.checkpoint), config, data)

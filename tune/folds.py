@@ -63,6 +63,12 @@ class Folds(Protocol):
     def close(self) -> None: ...
 
 
+def trial_data(config: Config) -> AudioData:
+    """A trial's data. The driver validated every clip and the recorded split (data.splits_file) before Ray
+    started, so a trial skips both checks; it reuses this node's decode cache."""
+    return prepare_data(config, check_audio=False, allow_changed_data=True)
+
+
 def _fold_run(config: Config, data: AudioData, index: int, state: dict[str, Any] | None) -> Iterator[EpochResult]:
     fold = next(f for f in data.splits.folds if f.index == index)
     return train_fold(config, data, fold, resume=state)
@@ -91,7 +97,7 @@ class FoldWorker:
 
     def __init__(self, config: Config, index: int, state: dict[str, Any] | None, threads: int) -> None:
         torch.set_num_threads(threads)
-        self.run = _fold_run(config, prepare_data(config, check_audio=False), index, state)
+        self.run = _fold_run(config, trial_data(config), index, state)
 
     def step(self) -> FoldReport | None:
         result = next(self.run, None)

@@ -20,6 +20,7 @@ import torch
 from ray.tune import Tuner
 
 from core.data.dataset import AudioData, prepare_data
+from core.data.recorded import record
 from core.errors import UserError
 from core.models import MODELS
 from core.statistics import FoldStatistics
@@ -93,22 +94,26 @@ def resume_command(settings: RunSettings, store: RunStore, address: str | None =
                        "--storage", store.storage, *cluster, "--resume"])
 
 
-def splits_json(data: AudioData) -> bytes:
-    """The manifest rows of the test set and of every fold: what `--seed` fixed, for audits and comparisons."""
-    splits = data.splits
-    folds = [{"fold": f.index, "train": f.train.tolist(), "valid": f.valid.tolist()} for f in splits.folds]
-    return (json.dumps({"test": splits.test.tolist(), "folds": folds}) + "\n").encode()
+def splits_json(settings: RunSettings, data: AudioData) -> bytes:
+    """The test set and every fold, clips by path, with the manifest's content hash (core/data/recorded.py): what
+    trials, `--resume`, `core.train` and `tune.final` use instead of drawing the split again."""
+    return (json.dumps(record(data.manifest, settings.config.data.audio_root, data.splits)) + "\n").encode()
+
+
+def with_splits_file(settings: RunSettings, location: str) -> RunSettings:
+    base = settings.config.with_overrides({"data.splits_file": location}).to_dict()
+    return replace(settings, base=base)
 
 
 def prepare(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace, RunStore, AudioData, argparse.Namespace]:
     """Every check of tune.run, in order; raises UserError before Ray starts."""
     settings, space, store, args = parse_settings(argv)
-    return settings, space, store, check_data(settings), args
+    return settings, space, store, check_data(settings, args.allow_changed_data), args
 
 
-def check_data(settings: RunSettings) -> AudioData:
+def check_data(settings: RunSettings, allow_changed_data: bool = False) -> AudioData:
     """Manifest, audio, decode cache, splits and the model: the input checks that need the data."""
-    data = prepare_data(settings.config, progress=print)
+    data = prepare_data(settings.config, progress=print, allow_changed_data=allow_changed_data)
     print(describe_data(data), flush=True)
     preflight_model(settings, data)
     return data
@@ -125,21 +130,27 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace
         raise UserError("--space is required (see --list-spaces)")
     space = SPACES.get(args.space)
     if args.resume:
-        if not args.name:
+        if args.name is None:
             raise UserError("--resume needs the --name of the experiment to continue")
         store = RunStore(args.storage, args.name)
         if not store.exists(SETTINGS_FILE):
             raise UserError(f"--resume: no experiment {args.name!r} in {store.storage}")
+        store.check_free()
         if not Tuner.can_restore(store.location):
             raise UserError(f"--resume: experiment {store.location} has no saved search state (it stopped before "
                             "Tune saved any); start it again with --overwrite")
         settings = RunSettings.from_json(store.read_bytes(SETTINGS_FILE))
+        check_resume_flags(args, settings)
     else:
         settings = settings_from_args(args, space)
         store = RunStore(args.storage, settings.name)
         if store.exists() and not args.overwrite:
             raise UserError(f"experiment {store.location} exists: --resume to continue it, --name for a new one, "
                             "or --overwrite to replace it")
+        if store.exists() and not store.is_ours():
+            raise UserError(f"--overwrite: {store.location} was not created by audiotune; refusing to delete it: "
+                            "pick another --name")
+        store.check_free()
     store.check_writable()
     check_space(space, settings)
     if not args.address:  # a local Ray sees this machine's GPUs: check them before starting it
@@ -147,6 +158,21 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace
                             "this machine (local Ray)")
         settings = replace(settings, gpus_per_trial=gpus)
     return settings, space, store, args
+
+
+def check_resume_flags(args: argparse.Namespace, settings: RunSettings) -> None:
+    """`--resume` continues the stored run as it was (run.json): a flag that would change it is refused, not
+    silently dropped."""
+    if args.space != settings.space:
+        raise UserError(f"--resume: experiment {settings.name!r} searches space {settings.space!r}, not "
+                        f"{args.space!r}")
+    defaults = build_parser().parse_args(["--space", args.space])
+    kept = {"space", "name", "storage", "address", "resume", "allow_changed_data"}
+    changed = sorted(key for key, value in vars(args).items() if key not in kept and value != getattr(defaults, key))
+    if changed:
+        flags = ", ".join("--" + key.replace("_", "-") for key in changed)
+        raise UserError(f"--resume continues {settings.name!r} with its stored settings (run.json); {flags} cannot "
+                        "change them: drop it, or start a new search under another --name")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,21 +187,29 @@ def run_search(argv: Sequence[str] | None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours to print
     try:
         settings, space, store, data, args = prepare(argv)
+        lock = store.claim(resume=args.resume, overwrite=args.overwrite)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    if args.overwrite and not args.resume and store.exists():
-        store.fs.delete_dir(store.path)
+    with lock:  # held while this process searches: a second run or an --overwrite of this one is refused
+        return search(settings, space, store, data, args)
+
+
+def search(settings: RunSettings, space: SearchSpace, store: RunStore, data: AudioData,
+           args: argparse.Namespace) -> int:
     start_ray(args.address)
     try:  # a joined cluster's GPUs are known only now
         settings = replace(settings, gpus_per_trial=resolve_gpus(settings.gpus_per_trial, settings.config.model.name,
                                                                  cluster_gpus()))
     except UserError as error:
+        if not args.resume:
+            store.delete()  # nothing but its marker is in it yet: leave no half-made experiment behind
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    if not args.resume:
+    if not args.resume:  # trials and everything after the search use the split recorded here
+        store.write_bytes(SPLITS_FILE, splits_json(settings, data))
+        settings = with_splits_file(settings, store.display(SPLITS_FILE))
         store.write_bytes(SETTINGS_FILE, settings.to_json())
-        store.write_bytes(SPLITS_FILE, splits_json(data))
     key, mode = objective(settings)
     print(f"search {settings.name}: space {settings.space}, {settings.num_samples} trials x "
           f"{settings.config.data.k_fold} folds x {settings.config.train.epochs} epochs, optimising {key} ({mode}); "

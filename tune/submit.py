@@ -13,8 +13,8 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from core.command_line import ArgumentParser
 from core.errors import UserError
-from tune.arguments import ArgumentParser
 from tune.cluster import set_ray_environment
 from tune.job_env import absolute_paths, interpreter_and_env, submit
 

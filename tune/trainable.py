@@ -17,10 +17,9 @@ import torch
 from ray import tune
 
 from core.config import Config
-from core.data.dataset import prepare_data
 from core.train import NonFiniteLossError
 from tune.aggregate import aggregate
-from tune.folds import ActorFolds, FoldReport, Folds, LocalFolds, placement
+from tune.folds import ActorFolds, FoldReport, Folds, LocalFolds, placement, trial_data
 
 STATE_FILE = "fold{}.pt"
 META_FILE = "trial.json"
@@ -38,7 +37,7 @@ def cross_validate(params: dict[str, Any], base: dict[str, Any], cpus: float = 1
     config = trial_config(params, base)
     states, latest = restore(config.data.k_fold)
     folds: Folds = (ActorFolds(config, states) if fold_parallel else
-                    LocalFolds(config, prepare_data(config, check_audio=False), states))  # reuses the node's cache
+                    LocalFolds(config, trial_data(config), states))
     try:
         lockstep(folds, set(states), latest)
     except NonFiniteLossError as error:

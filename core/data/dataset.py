@@ -12,12 +12,17 @@ import pandas as pd
 from core.config import Config
 from core.data.cache import WaveformStore, open_cache
 from core.data.manifest import OPTIONAL_COLUMNS, Manifest, load_manifest
+from core.data.recorded import apply_recorded, read_recorded
 from core.data.splits import TEST, TRAIN, VALID, Splits, make_presplit, make_splits
 from core.errors import ConfigError, DataError
 
 
 class SpeakerOverlapWarning(UserWarning):
     """Pre-split files share speakers: the user's split, kept, but scores may be optimistic."""
+
+
+class UnrecordedClipsWarning(UserWarning):
+    """The manifest has clips the recorded split does not know: they are used nowhere."""
 
 
 @dataclass
@@ -147,14 +152,34 @@ def _check_disjoint(parts: dict[int, Manifest]) -> None:
                               f"{PRESPLIT_KEYS[b]} may be optimistic", SpeakerOverlapWarning, stacklevel=2)
 
 
+def draw_splits(config: Config, manifest: Manifest, targets: np.ndarray, classes: list[str],
+                speakers: np.ndarray | None, origin: np.ndarray | None) -> Splits:
+    d = config.data
+    try:
+        labels = np.asarray(classes)[targets] if classes else targets
+        options = {"k_fold": d.k_fold, "test_size": d.test_size, "valid_size": d.valid_size, "seed": d.seed,
+                   "shuffle": d.shuffle, "stratify": bool(classes)}
+        return (make_splits(labels, speakers, **options) if origin is None else
+                make_presplit(labels, speakers, origin, **options))
+    except DataError as error:
+        raise DataError(f"{manifest.source}: {error}") from error
+
+
 def prepare_data(config: Config, progress: Callable[[str], None] | None = None,
-                 check_audio: bool = True) -> AudioData:
-    """Validate the manifest, open (or build) the decode cache and make the splits.
+                 check_audio: bool = True, allow_changed_data: bool = False) -> AudioData:
+    """Validate the manifest, open (or build) the decode cache and make the splits (or, with `data.splits_file`,
+    apply the recorded ones: see core/data/recorded.py; `allow_changed_data` accepts an edited manifest there).
 
     `check_audio=False` skips opening every file's header: for trials, whose driver already checked them all before
     Ray started (a file gone since then still fails, naming it, when this node builds its cache)."""
     d = config.data
     manifest, origin = _load(config, check_audio)
+    recorded = None  # the recorded split is checked before the cache is built: a changed manifest fails fast
+    if d.splits_file:
+        recorded, unknown = apply_recorded(read_recorded(d.splits_file), manifest, d.audio_root, allow_changed_data)
+        if unknown:
+            warnings.warn(f"{manifest.source}: {unknown} clip(s) are not in {d.splits_file}; they are left out "
+                          "(neither trained on nor tested)", UnrecordedClipsWarning, stacklevel=2)
     table = manifest.table
     waveforms = open_cache(manifest.paths, d.sample_rate, d.max_seconds, d.cache_dir or None, progress)
     targets, classes = encode_targets(table[d.target], regression=config.model.head == "regressor")
@@ -164,13 +189,6 @@ def prepare_data(config: Config, progress: Callable[[str], None] | None = None,
     ages = (pd.to_numeric(table["age"], errors="coerce").to_numpy(np.float32) if "age" in table.columns
             else np.full(len(table), np.nan, np.float32))
     speakers = table["speaker"].astype(str).to_numpy() if "speaker" in table.columns else None
-    try:
-        labels = np.asarray(classes)[targets] if classes else targets
-        options = {"k_fold": d.k_fold, "test_size": d.test_size, "valid_size": d.valid_size, "seed": d.seed,
-                   "shuffle": d.shuffle, "stratify": bool(classes)}
-        splits = (make_splits(labels, speakers, **options) if origin is None else
-                  make_presplit(labels, speakers, origin, **options))
-    except DataError as error:
-        raise DataError(f"{manifest.source}: {error}") from error
+    splits = recorded or draw_splits(config, manifest, targets, classes, speakers, origin)
     return AudioData(manifest=manifest, waveforms=waveforms, targets=targets, classes=classes,
                      word_ids=word_ids, words=words, ages=ages, speakers=speakers, splits=splits, shuffle=d.shuffle)
