@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from checkpoints import real_weights
 
 from core.config import Config
 from core.data.batches import Batch, make_batch
@@ -25,7 +26,6 @@ from tune.final import load_checkpoint, train_final
 
 ConfigFactory = Callable[..., Config]
 CPU = torch.device("cpu")
-WHISPER_TINY_EN = Path(__file__).resolve().parents[2] / "shared" / "models" / "whisper-tiny.en"
 ROWS = {"features.conditioning": "rows", "features.n_mels": 78}
 EMBED = {"features.conditioning": "embed", "features.embed_dim": 8}
 RESNET = {"model.name": "resnet50", "features.n_fft": 1024, "train.batch_size": 2, "train.eval_batch_size": 4}
@@ -108,15 +108,18 @@ def test_rows_widen_whisper_input(toy_config_factory: ConfigFactory, toy_data: A
     assert model.encoder.config.num_mel_bins == 80 and model.encoder.conv1.in_channels == 80
 
 
-def test_rows_with_pretrained_whisper(toy_config_factory: ConfigFactory, toy_data: AudioData) -> None:
+@pytest.mark.parametrize("source", ["tiny (save_pretrained)", "whisper-tiny.en"])
+def test_rows_with_pretrained_whisper(source: str, toy_config_factory: ConfigFactory, toy_data: AudioData,
+                                      tiny_whisper: Path) -> None:
     """78 mels + 2 rows fit a checkpoint taking 80 rows; 80 mels + 2 rows do not, and the error says why."""
     fold = toy_data.splits.folds[0]
-    config = toy_config_factory(**ROWS, **{"model.pretrained": str(WHISPER_TINY_EN)})
+    folder = tiny_whisper if source.startswith("tiny") else real_weights(source)
+    config = toy_config_factory(**ROWS, **{"model.pretrained": str(folder)})
     model, featurizer = built("whisper", config, toy_data, fold.train)
     batch = make_batch(toy_data, fold.valid[:2], CPU)
     with torch.no_grad():
         assert torch.isfinite(forward_batch(model, featurizer, batch)["logits"]).all()
-    wrong = toy_config_factory(**{**ROWS, "features.n_mels": 80, "model.pretrained": str(WHISPER_TINY_EN)})
+    wrong = toy_config_factory(**{**ROWS, "features.n_mels": 80, "model.pretrained": str(folder)})
     with pytest.raises(ConfigError, match=r"features\.n_mels=80 \+ 2 conditioning rows: .* takes 80"):
         built("whisper", wrong, toy_data, fold.train)
 

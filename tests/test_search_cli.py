@@ -127,3 +127,14 @@ def test_the_search_records_its_split_and_everything_after_uses_it(
     data = prepare_data(config)
     assert sorted(Path(data.manifest.paths[row]).relative_to(data.manifest.source.parent).as_posix()
                   for row in data.splits.test) == sorted(recorded["test"])
+
+
+def test_resume_refuses_flags_it_would_ignore(search: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    folder, _ = search
+    common = ["--space", "whisper_balancing", "--name", "it", "--storage", str(folder.parent), "--resume"]
+    done = run_cli("tune.run", *common, "--data", "/nonexistent.csv", "--epochs", "9")
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "error: --resume continues 'it' with its stored settings (run.json); --data, --epochs cannot change them: "
+        "drop it, or start a new search under another --name"]
+    other = run_cli("tune.run", *common[:1], "whisper_losses", *common[2:])
+    assert other.returncode == 2 and "searches space 'whisper_balancing', not 'whisper_losses'" in other.stderr

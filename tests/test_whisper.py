@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torchaudio
+from checkpoints import real_weights
 from safetensors.torch import load_file
 from transformers import WhisperFeatureExtractor
 
@@ -17,10 +18,6 @@ from core.errors import ConfigError
 from core.features import SpecAugment, WhisperLogMel
 from core.models import MODELS, forward_batch
 from core.models.whisper import SIZE_PRESETS, whisper_positions
-
-SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
-WHISPER_BASE = SHARED_MODELS / "whisper-base"
-WHISPER_TINY_EN = SHARED_MODELS / "whisper-tiny.en"
 
 
 def config(**overrides: object) -> Config:
@@ -92,10 +89,15 @@ def test_positional_table_is_sized_from_frames(seconds: float) -> None:
         assert forward_batch(model.eval(), featurizer, batch)["logits"].shape == (2, 2)
 
 
-@pytest.mark.parametrize("folder", [WHISPER_BASE, WHISPER_TINY_EN], ids=["whisper-base", "whisper-tiny.en"])
-def test_pretrained_weights_are_loaded_exactly(folder: Path) -> None:
+@pytest.fixture(params=["tiny (save_pretrained)", "whisper-base", "whisper-tiny.en"])
+def checkpoint(request: pytest.FixtureRequest, tiny_whisper: Path) -> Path:
+    """The small checkpoint made here (every machine), and the real weights where they are found."""
+    return tiny_whisper if request.param.startswith("tiny") else real_weights(request.param)
+
+
+def test_pretrained_weights_are_loaded_exactly(checkpoint: Path) -> None:
     """Every encoder tensor equals the checkpoint (fp16 upcast); the positional table is its first n rows."""
-    assert (folder / "model.safetensors").is_file(), f"expected the shared checkpoint at {folder}"
+    folder = checkpoint
     cfg = config(**{"model.pretrained": str(folder), "data.max_seconds": 1.0})
     n = frames_for(1.0) // 2
     checkpoint = load_file(str(folder / "model.safetensors"))
@@ -118,11 +120,11 @@ def test_pretrained_weights_are_loaded_exactly(folder: Path) -> None:
     assert logits.shape == (2, 2) and torch.isfinite(logits).all()
 
 
-def test_pretrained_rejects_wrong_n_mels_and_too_long_clips() -> None:
+def test_pretrained_rejects_wrong_n_mels_and_too_long_clips(checkpoint: Path) -> None:
     with pytest.raises(ConfigError, match=r"features\.n_mels=64.*takes 80"):
-        MODELS.get("whisper").build(config(**{"model.pretrained": str(WHISPER_TINY_EN), "features.n_mels": 64}), 2)
+        MODELS.get("whisper").build(config(**{"model.pretrained": str(checkpoint), "features.n_mels": 64}), 2)
     with pytest.raises(ConfigError, match=r"data\.max_seconds.*1500"):
-        MODELS.get("whisper").build(config(**{"model.pretrained": str(WHISPER_TINY_EN), "data.max_seconds": 31}), 2)
+        MODELS.get("whisper").build(config(**{"model.pretrained": str(checkpoint), "data.max_seconds": 31}), 2)
 
 
 def test_too_short_clip_is_a_config_error() -> None:
