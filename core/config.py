@@ -38,6 +38,8 @@ class DataConfig:
     shuffle: bool = True
     cache_dir: str = ""  # decode cache; default: $AUDIOTUNE_CACHE or ~/.cache/audiotune
     splits_file: str = ""  # a search's splits.json: reuse its test set and folds (clips by path) instead of drawing
+    positive_class: str = ""  # the screen-positive class for sensitivity/specificity; default: a class `abnormal`
+    age_bands: list[str] = field(default_factory=list)  # report: age band edges in years, e.g. 3,5,7 (empty: yearly)
 
 
 @dataclass

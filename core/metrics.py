@@ -49,12 +49,6 @@ def recall_average(targets: np.ndarray, predictions: np.ndarray) -> float:
     return float(np.mean([np.mean(predictions[targets == c] == c) for c in np.unique(targets)]))
 
 
-def per_group_uar(targets: np.ndarray, predictions: np.ndarray, groups: np.ndarray) -> dict[str, dict[str, float]]:
-    """UAR and clip count within each group (e.g. word)."""
-    return {str(g): {"uar": recall_average(targets[groups == g], predictions[groups == g]),
-                     "clips": int(np.sum(groups == g))} for g in np.unique(groups)}
-
-
 def regression_metrics(targets: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
     """MAE, RMSE and Pearson r (NaN when targets or predictions are constant: correlation is undefined then)."""
     error = predictions.astype(np.float64) - targets.astype(np.float64)
@@ -66,9 +60,3 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     dx, dy = x - x.mean(), y - y.mean()
     scale = np.sqrt(np.sum(dx ** 2) * np.sum(dy ** 2))
     return float(np.sum(dx * dy) / scale) if scale > 0 else float("nan")
-
-
-def per_group_mae(targets: np.ndarray, predictions: np.ndarray, groups: np.ndarray) -> dict[str, dict[str, float]]:
-    """Mean absolute error and clip count within each group (e.g. word)."""
-    return {str(g): {"mae": float(np.mean(np.abs(predictions[groups == g] - targets[groups == g]))),
-                     "clips": int(np.sum(groups == g))} for g in np.unique(groups)}

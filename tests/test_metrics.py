@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from core.metrics import METRICS, classification_metrics, per_group_uar
+from core.metrics import METRICS, classification_metrics
 
 
 def one_hot_probabilities(predictions: list[int], classes: int = 2) -> np.ndarray:
@@ -66,16 +66,6 @@ def test_perfect_and_inverted_predictions() -> None:
     assert perfect == {"uar": 1.0, "f1": 1.0, "accuracy": 1.0, "auroc": 1.0}
     inverted = classification_metrics(targets, one_hot_probabilities([1, 0, 1, 0]))
     assert inverted == {"uar": 0.0, "f1": 0.0, "accuracy": 0.0, "auroc": 0.0}
-
-
-def test_per_group_uar() -> None:
-    targets = np.array([0, 1, 0, 1, 1, 1])
-    predictions = np.array([0, 1, 1, 1, 0, 1])
-    groups = np.array(["sun", "sun", "cat", "cat", "key", "key"])
-    # "key" holds one class only: its UAR is that class's recall, without a warning.
-    assert per_group_uar(targets, predictions, groups) == {"cat": {"uar": 0.5, "clips": 2},
-                                                           "key": {"uar": 0.5, "clips": 2},
-                                                           "sun": {"uar": 1.0, "clips": 2}}
 
 
 def test_metric_registry_modes() -> None:

@@ -106,7 +106,9 @@ def test_final_training_writes_test_report(search: tuple[Path, subprocess.Comple
     assert np.sum(report["confusion_matrix"]) == len(test_rows)
     assert report["classes"] == ["abnormal", "normal"]
     assert 0.0 <= report["metrics"]["uar"] <= 1.0
-    assert sum(entry["clips"] for entry in report["per_word_uar"].values()) == len(test_rows)
+    assert sum(entry["clips"] for entry in report["per_word"].values()) == len(test_rows)
+    assert sum(entry["clips"] for entry in report["per_speaker"].values()) == len(test_rows)
+    assert report["positive_class"] == "abnormal" and 0 <= report["metrics"]["sensitivity"] <= 1
     assert (tmp_path / "final" / "model.pt").stat().st_size > 0
     again = run_cli("tune.final", "--config", str(folder / "best_config.json"), "--out", str(tmp_path / "final"))
     assert again.returncode == 2 and "already holds config.json, model.pt, report.json" in again.stderr

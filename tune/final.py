@@ -7,7 +7,6 @@ The held-out test set was never seen by the search; it is used exactly once here
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -16,17 +15,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import confusion_matrix
 
-from core.command_line import ArgumentParser, check_output_folder
+from core.command_line import ArgumentParser, check_output_folder, write_json
 from core.config import Config, load_config_file
 from core.data.dataset import AudioData, prepare_data
 from core.data.recorded import beside_config
 from core.data.splits import Fold
 from core.errors import UserError
-from core.evaluate import predict, score
-from core.metrics import per_group_mae, per_group_uar
+from core.evaluate import predict
 from core.models import MODELS
+from core.report import positive_class, report_of_rows
 from core.statistics import FoldStatistics
 from core.train import resolve_device, train_fold
 
@@ -48,23 +46,12 @@ def build_parser() -> ArgumentParser:
 
 
 def test_report(config: Config, data: AudioData, model: torch.nn.Module, featurizer: torch.nn.Module) -> dict:
+    """The clinical report (core/report.py) of the held-out test set."""
     rows = data.splits.test
     outputs = predict(model, featurizer, data, rows, resolve_device(config.train.device),
                       config.train.eval_batch_size)
-    targets = data.targets[rows]
-    words = np.asarray(data.words)[data.word_ids[rows]]
-    if data.regression:  # no classes: no confusion matrix, per-word error instead of per-word UAR
-        return {"metrics": score(data, rows, outputs), "per_word_mae": per_group_mae(targets, outputs[:, 0], words),
-                "test_clips": int(len(rows)), "train_clips": int(len(data.splits.development))}
-    predictions = outputs.argmax(axis=1)
-    return {
-        "metrics": score(data, rows, outputs),
-        "classes": data.classes,
-        "confusion_matrix": confusion_matrix(targets, predictions, labels=range(len(data.classes))).tolist(),
-        "per_word_uar": per_group_uar(targets, predictions, words),
-        "test_clips": int(len(rows)),
-        "train_clips": int(len(data.splits.development)),
-    }
+    return {**report_of_rows(config, data, rows, outputs), "test_clips": int(len(rows)),
+            "train_clips": int(len(data.splits.development))}
 
 
 def train_final(config: Config, data: AudioData) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -100,6 +87,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     written = ["eval_report.json"] if args.eval_only else ["report.json", "model.pt", "config.json"]
     check_output_folder(out, "--out", written, args.overwrite)
     data = prepare_data(config, progress=print, allow_changed_data=args.allow_changed_data)
+    if not data.regression:
+        positive_class(data.classes, config.data.positive_class)  # a report without one is refused before training
     started = time.time()
     if args.eval_only:
         model, featurizer = load_checkpoint(Path(args.checkpoint), config, data)
@@ -109,7 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["seconds"] = round(time.time() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
     name = "eval_report.json" if args.eval_only else "report.json"
-    (out / name).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / name, report)
     if not args.eval_only:
         config.to_json(out / "config.json")
         torch.save({"model": model.state_dict(), "config": config.to_dict(), "classes": data.classes,
