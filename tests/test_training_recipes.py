@@ -4,8 +4,9 @@ autocast, and held-out shares are the shares asked for."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -15,9 +16,11 @@ from torch import nn
 from core.config import Config
 from core.data.batches import make_batch
 from core.data.dataset import AudioData
+from core.data.splits import Fold
 from core.features import SpecAugment
 from core.models import MODELS
 from core.statistics import FoldStatistics
+from core.train import train_fold
 
 ConfigFactory = Callable[..., Config]
 CPU = torch.device("cpu")
@@ -70,6 +73,77 @@ def test_widest_mask_is_the_configured_width(axis: str) -> None:
     assert len(counts) == widest + 1 and int(counts.min()) > 0.8 * len(widths) / (widest + 1)
     covered = masked.any(dim=0).any(dim=3 - along - 1)
     assert bool(covered.all()), f"never masked: {torch.flatnonzero(~covered).tolist()}"
+
+
+# --- 2. SAM: one set of features per step, BatchNorm statistics updated once -------------------------------------
+@contextlib.contextmanager
+def model_inputs(kind: type[nn.Module]) -> Iterator[list[torch.Tensor]]:
+    """Every features tensor fed to a `kind` module (the model built inside train_fold), in call order."""
+    seen: list[torch.Tensor] = []
+
+    def hook(module: nn.Module, args: tuple) -> None:
+        if isinstance(module, kind):
+            seen.append(args[0].detach().clone())
+
+    handle = nn.modules.module.register_module_forward_pre_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+@contextlib.contextmanager
+def batch_norm_statistics() -> Iterator[dict[int, list[dict[str, torch.Tensor]]]]:
+    """id(BatchNorm module) -> its running statistics after each of its forward calls."""
+    seen: dict[int, list[dict[str, torch.Tensor]]] = {}
+
+    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            seen.setdefault(id(module), []).append(
+                {name: buffer.detach().clone() for name, buffer in module.named_buffers()})
+
+    handle = nn.modules.module.register_module_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def one_batch_fold(data: AudioData, size: int) -> Fold:
+    """A fold of `size` training rows (both classes) and no validation: one epoch is exactly one optimiser step."""
+    train = data.splits.folds[0].train
+    rows = np.concatenate([train[data.targets[train] == 0][: size // 2], train[data.targets[train] == 1]])[:size]
+    return Fold(index=0, train=np.sort(rows), valid=np.zeros(0, dtype=np.int64))
+
+
+def test_sam_passes_see_the_same_features(toy_data: AudioData, toy_config_factory: ConfigFactory) -> None:
+    config = toy_config_factory(**{"optim.name": "sam", "optim.sam_rho": 0.05, "train.epochs": 1,
+                                   "train.select": "last", "augment.time_mask": 30, "augment.time_masks": 2,
+                                   "augment.freq_mask": 20, "augment.freq_masks": 2})
+    kind = type(MODELS.get("whisper").build(config, toy_data.num_outputs))
+    with model_inputs(kind) as seen:
+        (result,) = train_fold(config, toy_data, one_batch_fold(toy_data, 8))
+    assert len(seen) == 2  # the pass at w and SAM's pass at w + e
+    assert torch.equal(seen[0], seen[1])
+    assert (seen[0] == 0).float().mean() > 0.05  # augmentation did run (that is what would differ)
+    assert np.isfinite(result.train_loss)
+
+
+def test_sam_updates_batch_norm_statistics_once(toy_data: AudioData, toy_config_factory: ConfigFactory) -> None:
+    """ResNet's running statistics after a SAM step are those of the first pass, at the real weights, only."""
+    config = toy_config_factory(**RESNET, **{"optim.name": "sam", "optim.sam_rho": 0.5, "optim.sam_base": "sgd",
+                                             "train.epochs": 1, "train.select": "last"})
+    with batch_norm_statistics() as seen:
+        (result,) = train_fold(config, toy_data, one_batch_fold(toy_data, 2))
+    modules = [m for m in result.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert len(modules) == 53 and set(seen) == {id(m) for m in modules}
+    for module in modules:
+        calls = seen[id(module)]
+        assert len(calls) == 2
+        first = calls[0]
+        assert int(first["num_batches_tracked"]) == 1 and bool((first["running_mean"] != 0).any())
+        for name, value in module.named_buffers():  # after the step: exactly the first pass's statistics
+            assert torch.equal(value, first[name]), f"{name} changed after the first pass"
 
 
 # --- 3. the featurizer runs in fp32 under any autocast ------------------------------------------------------------
