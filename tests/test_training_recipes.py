@@ -16,7 +16,7 @@ from torch import nn
 from core.config import Config
 from core.data.batches import make_batch
 from core.data.dataset import AudioData
-from core.data.splits import Fold
+from core.data.splits import Fold, make_splits
 from core.features import SpecAugment
 from core.models import MODELS
 from core.statistics import FoldStatistics
@@ -164,3 +164,58 @@ def test_featurizer_is_fp32_under_autocast(dtype: torch.dtype, toy_data: AudioDa
         torch.testing.assert_close(features, reference, rtol=0, atol=0)
 
 
+# --- 4. held-out shares are the shares asked for -----------------------------------------------------------------
+def speaker_table(speakers: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """(labels, speaker of each row, most clips of one speaker): 2..6 clips a speaker, a third of them disordered
+    (one label per speaker, as severity is)."""
+    sizes = np.random.default_rng(seed).integers(2, 7, speakers)
+    groups = np.repeat([f"s{i:02d}" for i in range(speakers)], sizes)
+    labels = np.repeat(np.where(np.arange(speakers) % 3 == 0, "abnormal", "normal"), sizes)
+    return labels, groups, int(sizes.max())
+
+
+def held_out_speakers_apart(held: np.ndarray, rest: np.ndarray, groups: np.ndarray) -> bool:
+    return not set(groups[held]) & set(groups[rest])
+
+
+@pytest.mark.parametrize("share", [0.3, 0.4, 0.6])
+def test_test_and_valid_size_hold_out_the_share_asked(share: float) -> None:
+    labels, groups, largest = speaker_table()
+    n = len(labels)
+    splits = make_splits(labels, groups, k_fold=3, test_size=share, valid_size=0.2, seed=1)
+    assert abs(len(splits.test) / n - share) <= largest / n, f"test share {len(splits.test) / n:.3f}"
+    assert splits.test_share == pytest.approx(len(splits.test) / n)
+    assert held_out_speakers_apart(splits.test, splits.development, groups)
+    assert set(labels[splits.test]) == set(labels[splits.development]) == {"abnormal", "normal"}
+    # k_fold == 1: the one fold's valid part is `valid_size` of the development rows.
+    splits = make_splits(labels, groups, k_fold=1, test_size=0.2, valid_size=share, seed=1)
+    (fold,) = splits.folds
+    development = len(splits.development)
+    assert abs(len(fold.valid) / development - share) <= largest / development
+    assert fold.valid_share == pytest.approx(len(fold.valid) / development)
+    assert held_out_speakers_apart(fold.valid, fold.train, groups)
+    assert set(labels[fold.valid]) == {"abnormal", "normal"}
+
+
+@pytest.mark.parametrize("share", [0.3, 0.4, 0.6])
+def test_toy_test_share(share: float, toy_data: AudioData) -> None:
+    """The toy set: 12 speakers of 3 clips each, so one speaker's worth is 3 / 36 of the rows."""
+    labels, groups = toy_data.targets, toy_data.speakers
+    assert groups is not None
+    splits = make_splits(labels, groups, k_fold=3, test_size=share, valid_size=0.2, seed=0)
+    obtained = len(splits.test) / len(labels)
+    assert abs(obtained - share) <= 3 / 36 + 1e-9, f"test share {obtained:.3f}"
+    assert splits.test_share == pytest.approx(obtained)
+    assert held_out_speakers_apart(splits.test, splits.development, groups)
+    for fold in splits.folds:
+        assert held_out_speakers_apart(fold.valid, fold.train, groups)
+
+
+def test_same_seed_same_held_out_rows() -> None:
+    labels, groups, _ = speaker_table()
+    runs = [make_splits(labels.copy(), groups.copy(), k_fold=1, test_size=0.4, valid_size=0.3, seed=5)
+            for _ in range(2)]
+    np.testing.assert_array_equal(runs[0].test, runs[1].test)
+    np.testing.assert_array_equal(runs[0].folds[0].valid, runs[1].folds[0].valid)
+    other = make_splits(labels, groups, k_fold=1, test_size=0.4, valid_size=0.3, seed=6)
+    assert not np.array_equal(other.test, runs[0].test)
