@@ -56,12 +56,12 @@ class FeatureConfig:
 
 @dataclass
 class AugmentConfig:
-    """SpecAugment, applied to training batches only."""
+    """SpecAugment, applied to training batches only, to the mel rows only."""
 
-    time_mask: int = 0  # widest time mask, in frames (0: off)
+    time_mask: int = 0  # widest time mask, in frames: each mask's width is drawn uniformly from 0..N inclusive (0: off)
     time_masks: int = 0  # how many time masks
-    freq_mask: int = 0  # widest frequency mask, in mel bins (0: off)
-    freq_masks: int = 0
+    freq_mask: int = 0  # widest frequency mask, in mel bins: width drawn uniformly from 0..N inclusive (0: off)
+    freq_masks: int = 0  # how many frequency masks (never over the age/word rows)
 
 
 @dataclass

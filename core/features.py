@@ -1,4 +1,5 @@
-"""Featurizer on the training device: log-mel from cached waveforms, then SpecAugment on training batches only."""
+"""Featurizer on the training device, always in fp32: log-mel from cached waveforms, SpecAugment on training batches
+only, then the optional age/word rows (never masked)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ from torch import nn
 
 from core.config import AugmentConfig, Config
 from core.data.batches import Batch
+
+
+def fp32(device: torch.device) -> torch.autocast:
+    """Autocast off: features are computed in fp32 whatever precision the model runs in. Under fp16 autocast the
+    mel matmul ran in fp16, where the power floor 1e-10 is 0, so a silent clip gave -inf features."""
+    return torch.autocast(device_type=device.type, enabled=False)
 
 
 class WhisperLogMel(nn.Module):
@@ -30,26 +37,40 @@ class WhisperLogMel(nn.Module):
         return (log + 4.0) / 4.0
 
 
+def mask_along(features: torch.Tensor, widest: int, dim: int) -> torch.Tensor:
+    """One mask per example along `dim` of [batch, freq, time], filled with 0: width uniform over 0..`widest`
+    inclusive (capped at the axis' size), start uniform over every position where that width fits, so the last
+    bin or frame is as likely to be covered as any other. Draws from the global torch RNG (`FoldRandom` seeds it).
+    (torchaudio's masks are at most `param - 1` wide and never reach the last position.)"""
+    batch, size = features.shape[0], features.shape[dim]
+    width = torch.randint(0, min(widest, size) + 1, (batch,), device=features.device)
+    start = (torch.rand(batch, device=features.device) * (size - width + 1)).floor().long()
+    positions = torch.arange(size, device=features.device)
+    covered = (positions >= start[:, None]) & (positions < (start + width)[:, None])  # [batch, size]
+    shape = [batch, 1, 1]
+    shape[dim] = size
+    return features.masked_fill(covered.view(shape), 0.0)
+
+
 class SpecAugment(nn.Module):
-    """`time_masks` time masks up to `time_mask` frames and `freq_masks` frequency masks up to `freq_mask` bins,
-    independently per example. A no-op in eval mode, so validation and test are deterministic."""
+    """`time_masks` time masks of 0..`time_mask` frames and `freq_masks` frequency masks of 0..`freq_mask` bins
+    (widths inclusive), independently per example. A no-op in eval mode, so validation and test are
+    deterministic."""
 
     def __init__(self, config: AugmentConfig) -> None:
         super().__init__()
-        self.time = torchaudio.transforms.TimeMasking(config.time_mask, iid_masks=True)
-        self.freq = torchaudio.transforms.FrequencyMasking(config.freq_mask, iid_masks=True)
+        self.time_mask, self.freq_mask = config.time_mask, config.freq_mask
         self.time_masks = config.time_masks if config.time_mask > 0 else 0
         self.freq_masks = config.freq_masks if config.freq_mask > 0 else 0
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if not self.training or not (self.time_masks or self.freq_masks):
+        if not self.training:
             return features
-        x = features.unsqueeze(1)  # iid masks need [batch, channel, freq, time]
         for _ in range(self.time_masks):
-            x = self.time(x)
+            features = mask_along(features, self.time_mask, dim=2)
         for _ in range(self.freq_masks):
-            x = self.freq(x)
-        return x.squeeze(1)
+            features = mask_along(features, self.freq_mask, dim=1)
+        return features
 
 
 def log_mel_frames(config: Config) -> int:
@@ -58,8 +79,9 @@ def log_mel_frames(config: Config) -> int:
 
 
 class LogMelFeaturizer(nn.Module):
-    """batch -> log-mel [B, n_mels, frames] -> SpecAugment (training only). Takes the whole batch so that
-    conditioning rows (age, word) can join the spectrogram before augmentation."""
+    """batch -> log-mel [B, n_mels, frames] -> SpecAugment (training only) -> conditioning rows (age, word), if
+    any. The rows join after augmentation, as in the original recipe: a masked row would read 0, which is a real
+    code (the youngest training age, word id 0). Takes the whole batch because the rows come from it."""
 
     def __init__(self, log_mel: WhisperLogMel, augment: SpecAugment, rows: nn.Module | None = None) -> None:
         super().__init__()
@@ -68,15 +90,14 @@ class LogMelFeaturizer(nn.Module):
         self.rows = rows  # (spectrogram, batch) -> spectrogram with conditioning rows appended
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        spectrogram = self.log_mel(batch.waveforms)
-        if self.rows is not None:
-            spectrogram = self.rows(spectrogram, batch)
-        return self.augment(spectrogram)
+        with fp32(batch.waveforms.device):
+            spectrogram = self.augment(self.log_mel(batch.waveforms.float()))
+            return self.rows(spectrogram, batch) if self.rows is not None else spectrogram
 
 
 def build_log_mel_featurizer(config: Config, frames: int, rows: nn.Module | None = None,
                              hop_length: int | None = None) -> nn.Module:
-    """Log-mel of `frames` frames at `hop_length` (default `features.hop_length`), then `rows`, then SpecAugment."""
+    """Log-mel of `frames` frames at `hop_length` (default `features.hop_length`), then SpecAugment, then `rows`."""
     f = config.features
     log_mel = WhisperLogMel(config.data.sample_rate, f.n_fft, hop_length or f.hop_length, f.n_mels, frames)
     return LogMelFeaturizer(log_mel, SpecAugment(config.augment), rows)
@@ -91,7 +112,7 @@ class WaveformNormalizer(nn.Module):
         self.epsilon = epsilon
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        waves = batch.waveforms.float()
+        waves = batch.waveforms.float()  # elementwise only: autocast leaves it in fp32
         real = torch.arange(waves.shape[-1], device=waves.device)[None, :] < batch.lengths[:, None]
         count = real.sum(dim=-1, keepdim=True).clamp(min=1)
         mean = (waves * real).sum(dim=-1, keepdim=True) / count

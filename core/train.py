@@ -25,8 +25,9 @@ from core.data.splits import Fold
 from core.evaluate import predict, score
 from core.losses import LOSSES
 from core.metrics import METRICS
-from core.models import MODELS, forward_batch
+from core.models import MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS, needs_closure
+from core.optim.sam import frozen_batch_norm_statistics
 from core.randomness import FoldRandom, fold_seed
 from core.statistics import FoldStatistics
 
@@ -118,11 +119,12 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
         return
     selected = copy.deepcopy(model) if t.select == "best" else model
 
-    def backward(batch: Batch, epoch: int) -> torch.Tensor:
-        """Loss and (clipped) gradients at the current weights. SAM calls it a second time at its perturbed weights
-        (the config refuses SAM + fp16: GradScaler cannot step an optimiser through a closure)."""
-        with autocast(device, t.precision):
-            loss = loss_fn(forward_batch(model, featurizer, batch), batch)
+    def backward(features: torch.Tensor, batch: Batch, epoch: int) -> torch.Tensor:
+        """Loss and (clipped) gradients at the current weights. SAM calls it a second time at its perturbed weights,
+        on the same features (the config refuses SAM + fp16: GradScaler cannot step an optimiser through a
+        closure)."""
+        with autocast(device, t.precision):  # the model only: the features are already computed, in fp32
+            loss = loss_fn(model(features, batch), batch)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"fold {fold.index} epoch {epoch}: training loss is {loss.item()}")
         optimizer.zero_grad(set_to_none=True)
@@ -139,9 +141,16 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
         with random.active(device):
             for rows in SAMPLERS.get(t.sampler)(data, fold.train, t.batch_size, random.numpy):
                 batch = make_batch(data, rows, device)
-                loss = backward(batch, epoch)
-                closure = [functools.partial(backward, batch, epoch)] if needs_closure(optimizer) else []
-                scaler.step(optimizer, *closure)
+                # Once per step: SAM's second pass must see the very same augmentation. The featurizer has no
+                # trained parameters, so the features need no graph.
+                with torch.no_grad():
+                    features = featurizer(batch)
+                loss = backward(features, batch, epoch)
+                if needs_closure(optimizer):  # SAM: a second pass at w + e, which must not move BN statistics
+                    with frozen_batch_norm_statistics(model):
+                        scaler.step(optimizer, functools.partial(backward, features, batch, epoch))
+                else:
+                    scaler.step(optimizer)
                 scaler.update()
                 if not schedule.per_epoch:
                     scheduler.step()

@@ -237,12 +237,12 @@ def test_evaluation_is_never_augmented(toy_data: AudioData, toy_config_factory: 
     cpu = torch.device("cpu")
     first = predict(result.model, result.featurizer, toy_data, fold.valid, cpu, 5)
     second = predict(result.model, result.featurizer, toy_data, fold.valid, cpu, 64)
-    np.testing.assert_array_equal(first, second)
-    assert score(toy_data, fold.valid, first) == result.metrics  # training's own validation saw the same
+    np.testing.assert_allclose(first, second, rtol=0, atol=1e-6)  # the batch size may move the last bit (GEMM)
+    assert score(toy_data, fold.valid, second) == result.metrics  # training's own validation saw the same
     # The same weights behind a featurizer without SpecAugment give the very same outputs...
     stats = FoldStatistics.from_data(toy_data, fold.train)
     plain = MODELS.get(config.model.name).featurizer(toy_config_factory(), stats)
-    np.testing.assert_array_equal(predict(result.model, plain, toy_data, fold.valid, cpu, 64), first)
+    np.testing.assert_array_equal(predict(result.model, plain, toy_data, fold.valid, cpu, 64), second)
     # ...while in training mode the heavy masks really do change the features.
     batch = make_batch(toy_data, fold.valid[:4], cpu)
     result.featurizer.train()

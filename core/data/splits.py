@@ -29,6 +29,12 @@ class Fold:
     train: np.ndarray
     valid: np.ndarray
 
+    @property
+    def valid_share(self) -> float:
+        """Share of the fold's rows that are validation rows (`data.valid_size` as obtained, when k_fold == 1)."""
+        rows = len(self.train) + len(self.valid)
+        return len(self.valid) / rows if rows else 0.0
+
 
 @dataclass(frozen=True)
 class Splits:
@@ -39,6 +45,12 @@ class Splits:
     def development(self) -> np.ndarray:
         """Everything that is not test: what final training trains on."""
         return np.sort(np.concatenate([self.folds[0].train, self.folds[0].valid]))
+
+    @property
+    def test_share(self) -> float:
+        """Share of all rows held out for test: `data.test_size` as whole speakers allowed it."""
+        rows = len(self.test) + (len(self.development) if self.folds else 0)
+        return len(self.test) / rows if rows else 0.0
 
 
 def _splitter(n_splits: int, stratify: bool, grouped: bool, shuffle: bool, seed: int):
@@ -65,12 +77,40 @@ def check_groups_per_class(labels: np.ndarray, groups: np.ndarray, needed: int, 
 
 def _hold_out(rows: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, share: float, stratify: bool,
               shuffle: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rest, held out) of `rows`: the held-out part is one part of a `round(1 / share)`-way split, so its size is
-    approximately `share` (exactly so when 1 / share is a whole number and speakers are even)."""
-    parts = max(2, round(1 / share))
-    rest, held = _partition(labels[rows], groups[rows] if groups is not None else None, parts, stratify, shuffle,
-                            seed)[0]
-    return rows[rest], rows[held]
+    """(rest, held out) of `rows`: whole speakers (single rows without a speaker column) are held out until the
+    held-out part is as close to `share` of the rows as whole speakers allow.
+
+    Stratified: speakers are taken label by label (a speaker's label: its most frequent one), at least one and at
+    most all but one per label, so both parts keep every label; each label's target carries the rounding left by
+    the labels before it, so the total misses `share` by at most about half a speaker's clips. Speakers are taken
+    in a seeded random order (`shuffle`), else in the order they first appear. A k-fold split cannot do this: its
+    held-out part is 1/k of the rows, and `round(1 / share)` folds held out 50 % for every share from 0.4 up.
+    """
+    units = groups[rows] if groups is not None else np.arange(len(rows))
+    _, first, unit_of_row = np.unique(units, return_index=True, return_inverse=True)
+    unit_order = np.argsort(first, kind="stable")  # units in the order they first appear
+    if shuffle:
+        unit_order = np.random.default_rng(seed).permutation(unit_order)
+    sizes = np.bincount(unit_of_row, minlength=len(first))
+    label_of_unit = np.zeros(len(first), dtype=np.int64)
+    if stratify:
+        label_codes = np.unique(labels[rows], return_inverse=True)[1]
+        label_counts = np.zeros((len(first), int(label_codes.max()) + 1), dtype=np.int64)
+        np.add.at(label_counts, (unit_of_row, label_codes), 1)
+        label_of_unit = label_counts.argmax(axis=1)  # the unit's most frequent label (ties: the first)
+    held_units: list[np.ndarray] = []
+    seen_rows = held_rows = 0
+    for code in np.unique(label_of_unit):
+        ranked = unit_order[label_of_unit[unit_order] == code]
+        seen_rows += int(sizes[ranked].sum())
+        taken = np.concatenate([[0], np.cumsum(sizes[ranked])])  # rows held out when the first m are taken
+        low, high = (1, len(ranked) - 1) if len(ranked) >= 2 else (0, len(ranked))
+        target = share * seen_rows - held_rows
+        m = low + int(np.argmin(np.abs(taken[low:high + 1] - target)))
+        held_units.append(ranked[:m])
+        held_rows += int(taken[m])
+    held = np.isin(unit_of_row, np.concatenate(held_units))
+    return rows[~held], rows[held]
 
 
 def _folds(rows: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, k_fold: int, valid_size: float,
@@ -87,9 +127,9 @@ def make_splits(labels: np.ndarray, groups: np.ndarray | None, *, k_fold: int, t
                 valid_size: float, seed: int, shuffle: bool = True, stratify: bool = True) -> Splits:
     """Split rows into test and k folds of the rest. Same arguments -> identical arrays.
 
-    `k_fold == 1` makes a single hold-out fold of `valid_size`. Test is taken as one part of a
-    `round(1 / test_size)`-way split, so its size is approximately `test_size`. `shuffle=False` splits in row order
-    (then `seed` does not matter).
+    `k_fold == 1` makes a single hold-out fold of `valid_size`. Test is `test_size` of the rows, as closely as whole
+    speakers allow (`Splits.test_share` says what it came to). `shuffle=False` splits in row order (then `seed` does
+    not matter).
     """
     labels = np.asarray(labels)
     if groups is not None and stratify:

@@ -3,8 +3,9 @@
 Whether a sound is wrong depends on the word that was meant and on what is normal at the child's age, so the
 model is told both. Three modes, by name:
 - `none`: audio only.
-- `rows`: the original's recipe. Two constant rows join the spectrogram before SpecAugment: the age normalised over
-  the fold's training age range times `features.age_momentum`, then the word's code `word_id / (num_words - 1)`.
+- `rows`: the original's recipe. Two constant rows join the spectrogram after SpecAugment, which never masks them
+  (a masked row would read 0, a real code): the age normalised over the fold's training age range times
+  `features.age_momentum`, then the word's code `word_id / (num_words - 1)`.
   The model's input therefore has `features.n_mels + 2` rows (78 mels + 2 rows = Whisper's 80).
 - `embed`: learned embeddings (a linear layer on the normalised age, an `nn.Embedding` of the word), concatenated
   to the pooled audio features before the projection.

@@ -3,15 +3,18 @@
 One step = two gradients. With g the gradient at the weights w (already in `.grad` when `step` is called):
   SAM:  e = rho * g / ||g||                 ASAM: e = rho * w^2 * g / || |w| * g ||   (elementwise |w| scaling)
 then the closure recomputes loss and gradient at w + e, the weights go back to exactly w, and the base optimiser
-steps with the gradient from w + e. Norms are taken over all parameters together.
+steps with the gradient from w + e. Norms are taken over all parameters together. The closure must reuse the
+first pass's inputs (the same augmented features) and run under `frozen_batch_norm_statistics`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from torch import nn
 
 from core.errors import ConfigError
 
@@ -70,3 +73,20 @@ class SAM(torch.optim.Optimizer):
         self.base.load_state_dict(state_dict)
         self.param_groups = self.base.param_groups
         self.state = self.base.state
+
+
+@contextlib.contextmanager
+def frozen_batch_norm_statistics(model: nn.Module) -> Iterator[None]:
+    """BatchNorm layers of `model` still normalise with the batch's statistics, as in any training forward pass,
+    but leave `running_mean`, `running_var` and `num_batches_tracked` alone. For SAM's second pass: its
+    activations are those of the perturbed weights w + e, not of the model being trained, and a second update per
+    step would also double the rate at which the running averages forget. (In training mode with
+    `track_running_stats` off, BatchNorm passes no running buffers to `F.batch_norm`, so none is written.)"""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for layer in layers:
+        layer.track_running_stats = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.track_running_stats = True
