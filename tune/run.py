@@ -71,7 +71,7 @@ def describe_data(data: AudioData) -> str:
     speakers = len(np.unique(data.speakers)) if data.speakers is not None else "no"
     folds = " ".join(f"{len(f.train)}/{len(f.valid)}" for f in data.splits.folds)
     return (f"data: {len(data.targets)} clips, {speakers} speakers, {len(data.words)} words; "
-            f"test {len(data.splits.test)} held out; development: {target}; folds (train/valid): {folds}")
+            f"test {len(data.splits.test)} held out ({data.splits.test_share:.1%}); development: {target}; folds (train/valid): {folds}")
 
 
 def preflight_model(settings: RunSettings, data: AudioData) -> None:
