@@ -221,3 +221,27 @@ def test_decode_error_messages_unchanged(tmp_path: Path) -> None:
     (tmp_path / "junk.wav").write_bytes(b"RIFF" + b"\x00" * 40)
     with pytest.raises(DataError, match=re.escape(str(tmp_path / "junk.wav")) + ".*cannot be decoded"):
         ClipDecoder(16000, 1600)(str(tmp_path / "junk.wav"))
+
+
+def test_target_spelled_nan_is_refused_but_other_ids_named_nan_are_text(tmp_path: Path) -> None:
+    """`nan` is pandas' text for a missing value: as a target it would be a class; as a speaker id it stays text."""
+    source = write_manifest(tmp_path, label=["normal", "abnormal", "NaN", "normal"])
+    assert "row 3 (line 4): target 'label' is empty or NaN ('NaN'" in error_text(source)
+    source = write_manifest(tmp_path, score=["1", "2", "nan", "3"])
+    assert "row 3 (line 4): target 'score' is empty or NaN" in error_text(source, target="score", regression=True)
+    assert load_manifest(write_manifest(tmp_path, speaker=["nan", "s1", "s2", "s3"])).table["speaker"][0] == "nan"
+
+
+def test_one_file_under_two_names_is_an_error(tmp_path: Path) -> None:
+    """A symbolic link to a listed clip is the same clip: refused like a path listed twice."""
+    source = write_manifest(tmp_path, rows=4, path=["clips/c0.flac", "clips/c1.flac", "clips/c2.flac",
+                                                    "clips/link.flac"])
+    (tmp_path / "clips" / "link.flac").symlink_to(tmp_path / "clips" / "c1.flac")
+    text = error_text(source)
+    assert "row 2 (line 3)" in text and "row 4 (line 5)" in text and "same file" in text
+
+
+def test_clinical_age_as_regression_target(tmp_path: Path) -> None:
+    source = write_manifest(tmp_path, age=["4;6", "5;3", "3", "6.5"])
+    manifest = load_manifest(source, target="age", regression=True)
+    assert manifest.table["age"].tolist() == pytest.approx([4.5, 5.25, 3.0, 6.5])

@@ -7,8 +7,9 @@ are turned into text (speaker 12 is "12"). Then each column is checked and conve
 - `path`: resolved against the audio root (default: the manifest's folder). A clip listed twice, under any
   spelling of its path, is an error naming both rows (it could land in two splits); two paths whose files hold the
   same bytes are a `DuplicateAudioWarning` naming both.
-- the target: for a classifier, text; two spellings of one class that differ only by case or surrounding spaces
-  (`normal`, `normal `, `Normal`) are an error naming both, with a row of each. For a regressor, a finite number.
+- the target: never empty, nor the text `nan` (pandas' spelling of a missing value). For a classifier, text; two
+  spellings of one class that differ only by case or surrounding spaces (`normal`, `normal `, `Normal`) are an
+  error naming both, with a row of each. For a regressor, a finite number.
 - `age`: years, as a non-negative number (`4.5`) or in the clinical `Y;M` notation, years;months with months
   0..11 (`4;6` is 4.5 years, `5;0` is 5). Anything else is an error naming the row. The column is optional, but
   when it is present every row needs an age: an empty cell is an error, never a silent NaN.
@@ -149,6 +150,7 @@ def load_manifest(path: str | Path, target: str = "label", audio_root: str | Pat
     table["path"] = [_resolve(source, row, value, root) for row, value in enumerate(table["path"])]
     _check_listed_once(source, table["path"].tolist())
     _require_values(source, table[target], f"target {target!r}", "is empty or NaN")
+    _refuse_nan_text(source, table[target], target)
     for column in OPTIONAL_COLUMNS:
         if column in table.columns:
             _require_values(source, table[column], f"column {column!r}")
@@ -196,6 +198,15 @@ def _require_values(source: Path, values: pd.Series, what: str, empty: str = "is
     blank = [row for row, value in enumerate(values) if _blank(value)]
     if blank:
         raise DataError(f"{source}: row {_line(blank[0])}: {what} {empty} ({len(blank)} such row(s))")
+
+
+def _refuse_nan_text(source: Path, values: pd.Series, target: str) -> None:
+    """A target spelled `nan` is how pandas writes a missing value as text (`astype(str)`): it would train as a class
+    or a NaN target, so it is refused; every other spelling (`NA`, `None`, `null`) is a real value."""
+    rows = [row for row, value in enumerate(values) if isinstance(value, str) and value.strip().lower() == "nan"]
+    if rows:
+        raise DataError(f"{source}: row {_line(rows[0])}: target {target!r} is empty or NaN ({values.iloc[rows[0]]!r}, "
+                        f"as pandas writes a missing value; {len(rows)} such row(s))")
 
 
 def _resolve(source: Path, row: int, value: str, root: Path) -> str:
