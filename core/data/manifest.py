@@ -124,7 +124,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
             rows.append(record)
     except csv.Error as error:
         raise DataError(f"{path}: line {reader.line_num}: not a CSV table ({error})") from error
-    assert header is not None  # the file is not blank, so it has a first record
+    if header is None:
+        raise DataError(f"{path}: manifest has no header line")
     header = [name if name else f"Unnamed: {i}" for i, name in enumerate(header)]
     if len(header) == 1 and any(mark in header[0] for mark in ";\t|"):
         raise DataError(f"{path}: the header {header[0]!r} is a single column; separate fields with commas")
