@@ -1,6 +1,12 @@
-"""Decoding one clip: soundfile -> mean of channels -> resample -> crop/pad. Done once, at cache-build time."""
+"""Decoding one clip: soundfile -> mean of channels -> resample -> crop/pad. Done once, at cache-build time.
+
+Only the head that is kept is read from the file (plus the resampler's reach past the cut), so a 3-hour recording
+costs as much memory as a clip of `num_samples`, and its kept part equals the head of decoding the whole file.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import soundfile
@@ -22,7 +28,9 @@ class ClipDecoder:
     def __call__(self, path: str) -> tuple[np.ndarray, int]:
         """Return (waveform of exactly `num_samples`, how many of them are real audio)."""
         try:
-            audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
+            with soundfile.SoundFile(path) as file:
+                rate = file.samplerate
+                audio = file.read(self._frames_to_read(rate), dtype="float32", always_2d=True)
         except Exception as error:
             raise DataError(f"audio file {path} cannot be decoded ({error})") from error
         if audio.shape[0] == 0:
@@ -37,8 +45,19 @@ class ClipDecoder:
         out[:length] = mono[:length]
         return out, length
 
-    def _resample(self, mono: np.ndarray, rate: int) -> np.ndarray:
+    def _frames_to_read(self, rate: int) -> int:
+        """Source frames that determine the first `num_samples` output samples."""
+        if rate == self.sample_rate:
+            return self.num_samples
+        # Each block of output samples is a strided convolution whose kernel spans `kernel.shape[-1]` source
+        # frames; reading one kernel past the cut's source position gives the kept outputs all their real input.
+        return math.ceil(self.num_samples * rate / self.sample_rate) + self._resampler(rate).kernel.shape[-1]
+
+    def _resampler(self, rate: int) -> torchaudio.transforms.Resample:
         if rate not in self._resamplers:
             self._resamplers[rate] = torchaudio.transforms.Resample(rate, self.sample_rate)
+        return self._resamplers[rate]
+
+    def _resample(self, mono: np.ndarray, rate: int) -> np.ndarray:
         with torch.no_grad():
-            return self._resamplers[rate](torch.from_numpy(mono)).numpy()
+            return self._resampler(rate)(torch.from_numpy(mono)).numpy()
