@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -164,3 +166,22 @@ def test_storage_not_writable(tune_run: Callable[..., str], tmp_path: Path) -> N
     blocker.write_text("not a folder")
     line = tune_run(*SPACE, storage_arg=str(blocker / "runs"))
     assert line.startswith(f"error: --storage {blocker / 'runs'}: not writable")
+
+
+def test_resources_devices_addresses_and_storage_schemes(tune_run: Callable[..., str]) -> None:
+    """What would hang or crash inside Ray is refused before it: a trial larger than any node, CUDA without GPUs,
+    an address where nothing listens (answered within seconds), a storage URI nobody can open."""
+    from ray_cluster import free_port
+
+    cpus = os.cpu_count() or 1
+    assert (f"--cpus-per-trial {cpus + 6:g} / --gpus-per-trial 0: a trial needs {cpus + 6:g} CPU, 0 GPU on one "
+            f"node, but the largest node of this machine (local Ray) has {cpus:g} CPU, 0 GPU"
+            in tune_run(*SPACE, "--cpus-per-trial", str(cpus + 6)))
+    assert "train.device='cuda' but trials get no GPU" in tune_run(*SPACE, "--set", "train.device=cuda")
+    port = free_port()
+    started = time.monotonic()
+    line = tune_run(*SPACE, "--address", f"127.0.0.1:{port}")
+    assert f"--address 127.0.0.1:{port}: nothing answers there" in line and time.monotonic() - started < 30
+    assert "--address 'nowhere': expected auto or HOST:PORT" in tune_run(*SPACE, "--address", "nowhere")
+    assert "--storage foo://bucket/runs: cannot open it (Unrecognized filesystem type" in tune_run(
+        *SPACE, storage_arg="foo://bucket/runs")

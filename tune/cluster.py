@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
+
+from core.errors import UserError
+
+JOIN_TIMEOUT_S = 10.0  # how long an --address HOST:PORT may take to answer before we say nothing is there
 
 LOOPBACK_ENV: Mapping[str, str] = {
     # With this set to 0, every Ray listener (GCS, raylet, object manager, dashboard) binds 127.0.0.1.
@@ -35,10 +40,41 @@ def start_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | 
 
     common = {"log_to_driver": False, "logging_level": "WARNING", "configure_logging": True}
     if address:
-        ray.init(address=address, **common)
+        check_reachable(address)
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise UserError(f"--address {address}: cannot join ({str(error).splitlines()[0]})") from error
     else:
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                  _node_ip_address="127.0.0.1", **common)
+
+
+def check_reachable(address: str) -> None:
+    """`ray.init` retries an address where nothing listens for minutes: ask the socket first, briefly."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address!r}: expected auto or HOST:PORT (e.g. 10.0.0.1:6379)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=JOIN_TIMEOUT_S):
+            pass
+    except OSError as error:
+        raise UserError(f"--address {address}: nothing answers there within {JOIN_TIMEOUT_S:g} s ({error}); "
+                        "is the Ray head started (ray start --head)?") from error
+
+
+def cluster_nodes() -> list[dict[str, float]]:
+    """Resources of each live node of the joined cluster."""
+    import ray
+
+    return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+
+
+def local_nodes() -> list[dict[str, float]]:
+    """The one node a local Ray will have: this machine's CPUs and GPUs (known before Ray starts)."""
+    return [{"CPU": float(os.cpu_count() or 1), "GPU": local_gpus()}]
 
 
 def cluster_gpus() -> float:

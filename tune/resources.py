@@ -47,6 +47,34 @@ def resolve_gpus(requested: float | None, model: str, available: float, where: s
     return requested
 
 
+def check_fits(cpus: float, gpus: float, folds: int, fold_parallel: bool, nodes: list[dict[str, float]],
+               where: str) -> None:
+    """A trial whose bundles fit on no node would wait for ever: refuse it before any trial starts."""
+    bundles = fold_bundles(cpus, gpus, folds) if fold_parallel else [{"CPU": cpus, **({"GPU": gpus} if gpus else {})}]
+    for bundle in bundles:
+        if not any(all(node.get(kind, 0.0) >= amount for kind, amount in bundle.items()) for node in nodes):
+            largest = max(nodes, key=lambda node: (node.get("CPU", 0.0), node.get("GPU", 0.0)))
+            raise UserError(f"--cpus-per-trial {cpus:g} / --gpus-per-trial {gpus:g}: a trial needs "
+                            f"{_describe(bundle)} on one node, but the largest node of {where} has "
+                            f"{_describe(largest)}")
+    total = {kind: sum(node.get(kind, 0.0) for node in nodes) for kind in ("CPU", "GPU")}
+    for kind in ("CPU", "GPU"):
+        needed = sum(bundle.get(kind, 0.0) for bundle in bundles)
+        if needed > total[kind] + 1e-9:
+            raise UserError(f"a trial needs {needed:g} {kind} in all, but {where} has {total[kind]:g}")
+
+
+def check_device(device: str, gpus: float) -> None:
+    """train.device=cuda needs a GPU in every trial: Ray hides the GPUs a trial was not given."""
+    if device.startswith("cuda") and gpus <= 0:
+        raise UserError(f"train.device={device!r} but trials get no GPU (--gpus-per-trial {gpus:g}, or no GPU "
+                        "where they run); use train.device=auto or cpu, or give GPUs")
+
+
+def _describe(resources: dict[str, float]) -> str:
+    return ", ".join(f"{resources.get(kind, 0.0):g} {kind}" for kind in ("CPU", "GPU"))
+
+
 def fold_bundles(cpus: float, gpus: float, folds: int) -> list[dict[str, float]]:
     """Trial driver bundle, then one bundle per fold sharing the trial's CPUs and GPUs equally (0.25 GPU per fold
     for 1 GPU over 4 folds). The trial's total stays exactly what --cpus/--gpus-per-trial say."""

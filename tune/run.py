@@ -26,12 +26,12 @@ from core.models import MODELS
 from core.statistics import FoldStatistics
 from search_spaces import SPACES, SearchSpace, describe, format_distribution
 from tune.arguments import RunSettings, build_parser, settings_from_args
-from tune.cluster import cluster_gpus, local_gpus, start_ray
+from tune.cluster import check_reachable, cluster_gpus, cluster_nodes, local_gpus, local_nodes, start_ray
 from tune.export import build_export
 from tune.interrupt import Interruption
 from tune.leaderboard import build_leaderboard, format_leaderboard, to_csv_bytes, to_parquet_bytes
 from tune.pinning import PinnedSpace
-from tune.resources import resolve_gpus, trial_resources
+from tune.resources import check_device, check_fits, resolve_gpus, trial_resources
 from tune.search import build_tuner, objective, restore_tuner
 from tune.storage import RunStore
 from tune.study import record_study
@@ -71,7 +71,8 @@ def describe_data(data: AudioData) -> str:
     speakers = len(np.unique(data.speakers)) if data.speakers is not None else "no"
     folds = " ".join(f"{len(f.train)}/{len(f.valid)}" for f in data.splits.folds)
     return (f"data: {len(data.targets)} clips, {speakers} speakers, {len(data.words)} words; "
-            f"test {len(data.splits.test)} held out ({data.splits.test_share:.1%}); development: {target}; folds (train/valid): {folds}")
+            f"test {len(data.splits.test)} held out ({data.splits.test_share:.1%}); development: {target}; "
+            f"folds (train/valid): {folds}")
 
 
 def preflight_model(settings: RunSettings, data: AudioData) -> None:
@@ -153,10 +154,13 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace
         store.check_free()
     store.check_writable()
     check_space(space, settings)
-    if not args.address:  # a local Ray sees this machine's GPUs: check them before starting it
+    if args.address:
+        check_reachable(args.address)  # seconds, not the minutes ray.init would retry for
+    else:  # a local Ray sees this machine's CPUs and GPUs: check them before starting it
         gpus = resolve_gpus(settings.gpus_per_trial, settings.config.model.name, local_gpus(),
                             "this machine (local Ray)")
         settings = replace(settings, gpus_per_trial=gpus)
+        check_resources(settings, local_nodes(), "this machine (local Ray)")
     return settings, space, store, args
 
 
@@ -197,10 +201,12 @@ def run_search(argv: Sequence[str] | None) -> int:
 
 def search(settings: RunSettings, space: SearchSpace, store: RunStore, data: AudioData,
            args: argparse.Namespace) -> int:
-    start_ray(args.address)
-    try:  # a joined cluster's GPUs are known only now
+    try:
+        start_ray(args.address)
+        # a joined cluster's GPUs are known only now
         settings = replace(settings, gpus_per_trial=resolve_gpus(settings.gpus_per_trial, settings.config.model.name,
                                                                  cluster_gpus()))
+        check_resources(settings, cluster_nodes(), "the Ray cluster")
     except UserError as error:
         if not args.resume:
             store.delete()  # nothing but its marker is in it yet: leave no half-made experiment behind
@@ -228,6 +234,12 @@ def search(settings: RunSettings, space: SearchSpace, store: RunStore, data: Aud
               f"{resume_command(settings, store, args.address)}", file=sys.stderr)
         return 130
     return finish(settings, space, store, grid, started)
+
+
+def check_resources(settings: RunSettings, nodes: list[dict[str, float]], where: str) -> None:
+    gpus = settings.gpus_per_trial or 0.0
+    check_device(settings.config.train.device, gpus)
+    check_fits(settings.cpus_per_trial, gpus, settings.config.data.k_fold, settings.fold_parallel, nodes, where)
 
 
 def describe_resources(settings: RunSettings) -> str:

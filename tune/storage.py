@@ -53,7 +53,12 @@ class RunStore:
         self.storage = storage if is_uri(storage) else str(Path(storage).expanduser().resolve())
         self.name = name
         if is_uri(storage):
-            self.fs, root = pafs.FileSystem.from_uri(storage)
+            try:
+                self.fs, root = pafs.FileSystem.from_uri(storage)
+            except (OSError, ValueError) as error:  # pyarrow: ArrowInvalid (a ValueError) for an unknown scheme
+                raise UserError(f"--storage {storage}: cannot open it ({str(error).splitlines()[0]}); give a "
+                                "folder or a URI with a scheme pyarrow opens (file://, s3://, gs://, hdfs://)"
+                                ) from error
         else:
             self.fs, root = pafs.LocalFileSystem(), self.storage
         self.root = root.rstrip("/")
@@ -151,7 +156,7 @@ class RunStore:
             with self.fs.open_output_stream(f"{self.root}/{probe}") as stream:
                 stream.write(b"ok")
             self.fs.delete_file(f"{self.root}/{probe}")
-        except (OSError, PermissionError) as error:
-            raise UserError(f"--storage {self.storage}: not writable ({error})") from error
+        except (OSError, ValueError) as error:  # a bucket that does not exist or answer: OSError from pyarrow
+            raise UserError(f"--storage {self.storage}: not writable ({str(error).splitlines()[0]})") from error
         if not is_uri(self.storage) and not os.access(self.root, os.W_OK):
             raise UserError(f"--storage {self.storage}: not writable")
