@@ -1,4 +1,8 @@
-"""Model registry: name -> `ModelSpec` (how to build it, which input it takes, what config it accepts)."""
+"""Model registry: name -> `ModelSpec` (how to build it, which input it takes, what config it accepts).
+
+The models are registered here, not by their own modules: a model module then imports nothing of this package, so
+the package and its modules form no import cycle.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from torch import nn
 
 from core.config import Config
 from core.data.batches import Batch
+from core.models import resnet, wav2vec2, whisper
 from core.registry import Registry
 from core.statistics import FoldStatistics
 
@@ -32,10 +37,8 @@ class FeaturizerBuilder(Protocol):
 class ModelSpec:
     build: ModelBuilder
     featurizer: FeaturizerBuilder
-    check: Callable[[Config], None]  # raise ConfigError for settings this model cannot take
-
-
-MODELS: Registry[ModelSpec] = Registry("model")
+    # Raise ConfigError for settings this model cannot take; reads the config only (core.checks.check_config).
+    check: Callable[[Config], None]
 
 
 def forward_batch(model: nn.Module, featurizer: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
@@ -43,4 +46,8 @@ def forward_batch(model: nn.Module, featurizer: nn.Module, batch: Batch) -> dict
     Outputs: "logits" [B, outputs] and "embedding" [B, projection_dim]."""
     return model(featurizer(batch), batch)
 
-from core.models import resnet, wav2vec2, whisper  # noqa: E402,F401  (register themselves)
+
+MODELS: Registry[ModelSpec] = Registry("model")
+MODELS.register("whisper")(ModelSpec(build=whisper.build, featurizer=whisper.featurizer, check=whisper.check))
+MODELS.register("wav2vec2")(ModelSpec(build=wav2vec2.build, featurizer=wav2vec2.featurizer, check=wav2vec2.check))
+MODELS.register("resnet50")(ModelSpec(build=resnet.build, featurizer=resnet.featurizer, check=resnet.check))

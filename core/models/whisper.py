@@ -20,7 +20,6 @@ from core.config import Config
 from core.data.batches import Batch
 from core.errors import ConfigError
 from core.features import build_log_mel_featurizer, log_mel_frames
-from core.models import MODELS, ModelSpec
 from core.models.conditioning import (
     ConditionedHead,
     check_conditioning,
@@ -112,5 +111,3 @@ def check(config: Config) -> None:
         raise ConfigError("data.max_seconds: too short for Whisper (needs at least 2 mel frames)")
     check_conditioning(config, takes_rows=True)
 
-
-MODELS.register("whisper")(ModelSpec(build=build, featurizer=featurizer, check=check))
