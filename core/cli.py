@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.checks import check_config, check_run
 from core.config import Config, load_config_file, parse_assignment
 from core.data.dataset import AudioData, prepare_data
 from core.data.samplers import SAMPLERS
@@ -128,7 +129,7 @@ def resolve_config(args: argparse.Namespace, checkpoint: dict[str, Any] | None) 
         config = Config()
     overrides: dict[str, Any] = {"data.manifest": args.data} if args.data else {}
     overrides.update(parse_assignment(text) for text in args.overrides)
-    return config.with_overrides(overrides).validate()
+    return check_config(config.with_overrides(overrides))
 
 
 def chosen_folds(data: AudioData, fold: int | None) -> list[int]:
@@ -243,6 +244,7 @@ def run(args: argparse.Namespace) -> None:
     saved = load_checkpoint(args.checkpoint) if args.eval_only else None
     config = resolve_config(args, saved)
     data = prepare_data(config, progress=print)
+    check_run(config, data)
     folds = chosen_folds(data, args.fold)
     out = Path(args.out) if args.out else None
     if out is not None:

@@ -11,6 +11,7 @@ import torchaudio
 from safetensors.torch import load_file
 from transformers import WhisperFeatureExtractor
 
+from core.checks import check_config
 from core.config import Config
 from core.data.batches import Batch
 from core.errors import ConfigError
@@ -25,7 +26,7 @@ WHISPER_TINY_EN = SHARED_MODELS / "whisper-tiny.en"
 
 def config(**overrides: object) -> Config:
     base = {"data.max_seconds": 0.5, "model.projection_dim": 16, "train.device": "cpu"}
-    return Config().with_overrides({**base, **overrides}).validate()
+    return check_config(Config().with_overrides({**base, **overrides}))
 
 
 def frames_for(seconds: float, rate: int = 16000, hop: int = 160) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix
 
+from core.checks import check_config, check_run
 from core.config import Config, load_config_file
 from core.data.dataset import AudioData, prepare_data
 from core.data.splits import Fold
@@ -88,13 +89,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config_path = Path(args.config)
     config = load_config_file(config_path)
     overrides = {k: v for k, v in {"data.manifest": args.data, "data.audio_root": args.audio_root}.items() if v}
-    config = config.with_overrides(overrides).validate()
+    config = check_config(config.with_overrides(overrides))
     out = Path(args.out) if args.out else config_path.resolve().parent / "final"
     if (out / "report.json").exists() and not args.overwrite and not args.eval_only:
         raise UserError(f"{out / 'report.json'} exists: pass --overwrite or another --out")
     if args.eval_only and not args.checkpoint:
         raise UserError("--eval-only needs --checkpoint model.pt")
     data = prepare_data(config, progress=print)
+    check_run(config, data, [data.splits.development])  # what final training trains on
     started = time.time()
     if args.eval_only:
         model, featurizer = load_checkpoint(Path(args.checkpoint), config, data)

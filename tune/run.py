@@ -19,6 +19,7 @@ import optuna
 import torch
 from ray.tune import Tuner
 
+from core.checks import check_run
 from core.data.dataset import AudioData, prepare_data
 from core.errors import UserError
 from core.models import MODELS
@@ -110,6 +111,7 @@ def check_data(settings: RunSettings) -> AudioData:
     """Manifest, audio, decode cache, splits and the model: the input checks that need the data."""
     data = prepare_data(settings.config, progress=print)
     print(describe_data(data), flush=True)
+    check_run(settings.config, data)
     preflight_model(settings, data)
     return data
 
