@@ -4,8 +4,9 @@
   be registered (listing the choices), head/loss/metric agreement on the task each registered loss and metric
   carries, SAM's rules, and each model's own rules (`ModelSpec.check`). Reads the config only, so a trial can
   afford it as well as the driver.
-- `check_run(config, data)`: the rules that need the prepared data: enough optimiser steps for the schedule.
-  Called once the data is prepared, before Ray starts (tune.run) or before training (core.train, tune.final).
+- `check_run(config, data)`: the rules that need the prepared data or the model's source files: enough optimiser
+  steps for the schedule, and a pretrained model's own front end (`ModelSpec.check_pretrained`). Called once the
+  data is prepared, before Ray starts (tune.run) or before training (core.train, tune.final).
 
 Each raises `ConfigError` with the one-line "KEY=VALUE: why" message of `core.config.require`.
 """
@@ -42,10 +43,11 @@ def check_config(config: Config) -> Config:
 
 
 def check_run(config: Config, data: AudioData, training_rows: Sequence[np.ndarray] | None = None) -> None:
-    """The rules that need the data. `training_rows`: the training split of each run to come
+    """The rules that need the data or the model's files. `training_rows`: the training split of each run to come
     (default: every fold's; final training passes the development rows)."""
     rows = [fold.train for fold in data.splits.folds] if training_rows is None else training_rows
     _schedule_rules(config, (len(split) for split in rows))
+    MODELS.get(config.model.name).check_pretrained(config)
 
 
 def head_task(config: Config) -> str:

@@ -1,6 +1,6 @@
 """core/checks.py, the one home of every check beyond the schema: registry names, the task each registered loss and
-metric carries, and the rules that need the data (one-cycle's steps), each found before training (core.train,
-tune.final) or before Ray (tune.run)."""
+metric carries, and the rules that need the data (one-cycle's steps) or the checkpoint (a pretrained Whisper's
+front end), each found before training (core.train, tune.final) or before Ray (tune.run)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from toy_audio import make_toy_config
+from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
+from core import cli
 from core.checks import check_config, check_run
 from core.config import Config
 from core.data.dataset import AudioData, prepare_data
@@ -21,6 +23,7 @@ from core.metrics import METRICS
 from core.registry import CLASSIFICATION, REGRESSION
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED_MODELS = ROOT.parent / "shared" / "models"
 # With data.seed=1 and 2 folds the toy set's folds train on 15 and 12 clips: in batches of 6 and one epoch, fold 0
 # has 3 optimiser steps (enough for one-cycle) and fold 1 only 2.
 SHORT_ONE_CYCLE = {"data.k_fold": 2, "data.seed": 1, "train.epochs": 1, "train.batch_size": 6,
@@ -113,3 +116,65 @@ def test_tune_run_refuses_before_ray(toy_dataset: Path, toy_cache_dir: Path, tmp
     with pytest.raises(ConfigError, match=r"^optim\.scheduler='one_cycle' needs at least 3 optimiser steps, got 2"):
         run.prepare(argv)
     assert not (tmp_path / "runs" / "short").exists()  # nothing written: the search never started
+
+
+# --- defect 6: a pretrained Whisper takes its own front end only ------------------------------------------------
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Whisper saved by save_pretrained, with a feature extractor of another hop and FFT size beside it."""
+    folder = tmp_path_factory.mktemp("whisper-hop320")
+    WhisperModel(WhisperConfig(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                               decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, vocab_size=64,
+                               max_source_positions=64, max_target_positions=8, pad_token_id=0, bos_token_id=1,
+                               eos_token_id=2, decoder_start_token_id=1)).save_pretrained(folder)
+    WhisperFeatureExtractor(feature_size=80, n_fft=512, hop_length=320, sampling_rate=16000).save_pretrained(folder)
+    return folder
+
+
+def whisper_config(pretrained: str, **overrides: object) -> Config:
+    return check_config(Config().with_overrides({"model.pretrained": pretrained, "data.max_seconds": 1.0,
+                                                 **overrides}))
+
+
+@pytest.mark.parametrize(("key", "value", "trained"), [
+    ("features.hop_length", 160, 320), ("features.n_fft", 400, 512), ("data.sample_rate", 8000, 16000)])
+def test_pretrained_front_end_must_match_its_preprocessor_config(checkpoint: Path, toy_data: AudioData, key: str,
+                                                                 value: int, trained: int) -> None:
+    matching = {"features.hop_length": 320, "features.n_fft": 512, "data.sample_rate": 16000}
+    config = whisper_config(str(checkpoint), **{**matching, key: value})
+    with pytest.raises(ConfigError) as caught:
+        check_run(config, toy_data)
+    message = str(caught.value)
+    assert message.startswith(f"{key}={value}: the pretrained Whisper {str(checkpoint)!r} was trained with ")
+    assert f"={trained} ({checkpoint / 'preprocessor_config.json'}); use {key}={trained}" in message
+    check_run(whisper_config(str(checkpoint), **matching), toy_data)
+
+
+def test_without_preprocessor_config_whisper_fixed_front_end_applies(toy_data: AudioData) -> None:
+    """A hub id with no local folder: Whisper's fixed 400-sample FFT, 160-sample hop, 16 kHz."""
+    with pytest.raises(ConfigError, match=r"^features\.hop_length=320: .*hop_length=160 \(Whisper's fixed front end"):
+        check_run(whisper_config("openai/whisper-base", **{"features.hop_length": 320}), toy_data)
+    check_run(whisper_config("openai/whisper-base"), toy_data)
+    check_run(whisper_config("none", **{"features.hop_length": 320}), toy_data)  # from scratch: any front end
+
+
+def test_core_train_reports_the_mismatch_before_training(checkpoint: Path, toy_dataset: Path, toy_cache_dir: Path,
+                                                         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.json"
+    make_toy_config(toy_dataset, toy_cache_dir, **{"model.pretrained": str(checkpoint)}).to_json(config)
+    assert cli.main(["--config", str(config)]) == 2
+    captured = capsys.readouterr()
+    assert "epoch" not in captured.out
+    assert captured.err.startswith("error: features.n_fft=400: the pretrained Whisper ")
+    assert len(captured.err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["whisper-base", "whisper-tiny.en"])
+def test_the_shared_checkpoints_take_the_default_front_end(name: str, toy_data: AudioData) -> None:
+    """The real checkpoints' preprocessor_config.json is read (and is Whisper's 400/160/16 kHz)."""
+    folder = SHARED_MODELS / name
+    if not (folder / "preprocessor_config.json").is_file():
+        pytest.skip(f"no shared checkpoint at {folder}")
+    check_run(whisper_config(str(folder)), toy_data)
+    with pytest.raises(ConfigError, match=rf"\({folder / 'preprocessor_config.json'}\)"):
+        check_run(whisper_config(str(folder), **{"features.n_fft": 512}), toy_data)

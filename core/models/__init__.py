@@ -33,12 +33,19 @@ class FeaturizerBuilder(Protocol):
     def __call__(self, config: Config, stats: FoldStatistics | None = None) -> nn.Module: ...
 
 
+def no_pretrained_rules(config: Config) -> None:
+    """For a model whose pretrained source fixes nothing beyond what `build` checks as it loads."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     build: ModelBuilder
     featurizer: FeaturizerBuilder
     # Raise ConfigError for settings this model cannot take; reads the config only (core.checks.check_config).
     check: Callable[[Config], None]
+    # Raise ConfigError for settings the pretrained source (`model.pretrained`) cannot take; may read its small
+    # files, never its weights (core.checks.check_run, once, before training or Ray).
+    check_pretrained: Callable[[Config], None] = no_pretrained_rules
 
 
 def forward_batch(model: nn.Module, featurizer: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
@@ -48,6 +55,7 @@ def forward_batch(model: nn.Module, featurizer: nn.Module, batch: Batch) -> dict
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
-MODELS.register("whisper")(ModelSpec(build=whisper.build, featurizer=whisper.featurizer, check=whisper.check))
+MODELS.register("whisper")(ModelSpec(build=whisper.build, featurizer=whisper.featurizer, check=whisper.check,
+                                     check_pretrained=whisper.check_pretrained))
 MODELS.register("wav2vec2")(ModelSpec(build=wav2vec2.build, featurizer=wav2vec2.featurizer, check=wav2vec2.check))
 MODELS.register("resnet50")(ModelSpec(build=resnet.build, featurizer=resnet.featurizer, check=resnet.check))
