@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.checks import check_config
 from core.config import Config
 from core.data.audio import ClipDecoder
 from core.data.batches import Batch, make_batch
@@ -106,10 +107,10 @@ def main() -> None:
         source_name = str(manifest_path) if manifest_path else f"synthetic ({args.synthetic_speakers} speakers)"
         if manifest_path is None:
             manifest_path = synthetic_manifest(Path(scratch) / "synthetic", args.synthetic_speakers)
-        config = Config().with_overrides({
+        config = check_config(Config().with_overrides({
             "data.manifest": str(manifest_path), "data.max_seconds": args.max_seconds,
             "data.cache_dir": str(Path(scratch) / "cache"), "model.size": "micro", "model.dropout": 0.0,
-            "train.batch_size": args.batch_size, "train.device": "cpu"}).validate()
+            "train.batch_size": args.batch_size, "train.device": "cpu"}))
         manifest = load_manifest(manifest_path)
         chosen = np.random.default_rng(0).permutation(len(manifest))
         if args.max_clips:

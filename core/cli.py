@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.checks import check_config, check_run
 from core.command_line import ArgumentParser, check_output_folder, write_json
 from core.config import Config, load_config_file, parse_assignment
 from core.data.dataset import AudioData, prepare_data
@@ -127,7 +128,7 @@ def resolve_config(args: argparse.Namespace, checkpoint: dict[str, Any] | None) 
         config = Config()
     overrides: dict[str, Any] = {"data.manifest": args.data} if args.data else {}
     overrides.update(parse_assignment(text) for text in args.overrides)
-    return config.with_overrides(overrides).validate()
+    return check_config(config.with_overrides(overrides))
 
 
 def chosen_folds(data: AudioData, fold: int | None) -> list[int]:
@@ -242,6 +243,7 @@ def run(args: argparse.Namespace) -> None:
     if out is not None:
         check_output_folder(out, "--out", output_files(config, args.eval_only, args.fold), args.overwrite)
     data = prepare_data(config, progress=print, allow_changed_data=args.allow_changed_data)
+    check_run(config, data)
     folds = chosen_folds(data, args.fold)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

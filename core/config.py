@@ -2,6 +2,10 @@
 
 A `Config` is a tree of small dataclasses. Values are addressed by dotted keys (`optim.lr`), which is how the
 CLI's `--set`, the search spaces and the exported JSON all speak about it.
+
+This module is the bottom of core: it imports nothing of the project but `core.errors`, so every registry can
+import it. `Config.validate()` checks the schema only (types, ranges, enums of plain values); what needs the
+registries, the data or a checkpoint's files is checked in `core.checks`, which every entry point calls.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -163,7 +168,9 @@ class Config:
         return new
 
     def validate(self) -> Config:
-        """Raise `ConfigError` naming the first field whose value is out of range; return self."""
+        """The schema check: raise `ConfigError` naming the first field whose value is out of range; return self.
+        Names that must exist in a registry, and rules between fields that depend on what a registered entry is
+        (a loss's task, a model's inputs), are `core.checks.check_config`'s, which runs this first."""
         for rule in _RULES:
             rule(self)
         return self
@@ -246,114 +253,88 @@ def _type_name(kind: Any) -> str:
     return "a comma-separated list" if typing.get_origin(kind) is list else getattr(kind, "__name__", str(kind))
 
 
-# --- validation rules: each names its field -----------------------------------------------------------------
-def _check(condition: bool, key: str, message: str, config: Config) -> None:
+# --- schema rules: each names its field --------------------------------------------------------------------------
+def require(condition: bool, key: str, message: str, config: Config) -> None:
+    """Raise `ConfigError` "KEY=VALUE: message" unless `condition` holds (the one format of every config error)."""
     if not condition:
         raise ConfigError(f"{key}={config.get(key)!r}: {message}")
 
 
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def _data_rules(c: Config) -> None:
     d = c.data
-    _check(0 < d.test_size < 1, "data.test_size", "must be between 0 and 1 (exclusive)", c)
-    _check(0 < d.valid_size < 1, "data.valid_size", "must be between 0 and 1 (exclusive)", c)
-    _check(d.k_fold >= 1, "data.k_fold", "must be >= 2 for cross-validation (1: a single hold-out split)", c)
-    _check(d.sample_rate > 0, "data.sample_rate", "must be positive", c)
-    _check(d.max_seconds > 0, "data.max_seconds", "must be positive", c)
-    _check(bool(d.target), "data.target", "must name a manifest column", c)
+    require(0 < d.test_size < 1, "data.test_size", "must be between 0 and 1 (exclusive)", c)
+    require(0 < d.valid_size < 1, "data.valid_size", "must be between 0 and 1 (exclusive)", c)
+    require(d.k_fold >= 1, "data.k_fold", "must be >= 2 for cross-validation (1: a single hold-out split)", c)
+    require(d.sample_rate > 0, "data.sample_rate", "must be positive", c)
+    require(d.max_seconds > 0, "data.max_seconds", "must be positive", c)
+    require(bool(d.target), "data.target", "must name a manifest column", c)
+    require(all(_is_number(edge) for edge in d.age_bands), "data.age_bands", "must be numbers (years), e.g. 3,5,7", c)
 
 
 def _feature_rules(c: Config) -> None:
     f, a = c.features, c.augment
-    _check(f.n_mels > 0, "features.n_mels", "must be positive", c)
-    _check(f.n_fft > 0, "features.n_fft", "must be positive", c)
-    _check(f.hop_length > 0, "features.hop_length", "must be positive", c)
+    require(f.n_mels > 0, "features.n_mels", "must be positive", c)
+    require(f.n_fft > 0, "features.n_fft", "must be positive", c)
+    require(f.hop_length > 0, "features.hop_length", "must be positive", c)
     for key in ("time_mask", "time_masks", "freq_mask", "freq_masks"):
-        _check(getattr(a, key) >= 0, f"augment.{key}", "must be >= 0", c)
-    _check(a.freq_mask <= f.n_mels, "augment.freq_mask", f"must be <= features.n_mels ({f.n_mels})", c)
+        require(getattr(a, key) >= 0, f"augment.{key}", "must be >= 0", c)
+    require(a.freq_mask <= f.n_mels, "augment.freq_mask", f"must be <= features.n_mels ({f.n_mels})", c)
 
 
 def _model_rules(c: Config) -> None:
     m = c.model
-    _check(m.projection_dim > 0, "model.projection_dim", "must be positive", c)
-    _check(0 <= m.dropout < 1, "model.dropout", "must be in [0, 1)", c)
-    _check(m.head in ("classifier", "regressor"), "model.head", "must be classifier or regressor", c)
+    require(m.projection_dim > 0, "model.projection_dim", "must be positive", c)
+    require(0 <= m.dropout < 1, "model.dropout", "must be in [0, 1)", c)
+    require(m.head in ("classifier", "regressor"), "model.head", "must be classifier or regressor", c)
 
 
 def _optim_rules(c: Config) -> None:
     o = c.optim
-    _check(o.lr > 0, "optim.lr", "must be positive", c)
-    _check(o.weight_decay >= 0, "optim.weight_decay", "must be >= 0", c)
-    _check(0 <= o.warmup_ratio < 1, "optim.warmup_ratio", "must be in [0, 1)", c)
-    _check(0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio", "must be in [0, 1]", c)
-    _check(o.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0: off)", c)
-    _check(o.momentum >= 0, "optim.momentum", "must be >= 0", c)
-    _check(not o.nesterov or o.momentum > 0, "optim.nesterov", "needs optim.momentum > 0", c)
-    _check(o.sam_rho > 0, "optim.sam_rho", "must be positive", c)
-    _check(o.sam_base != "sam", "optim.sam_base", "SAM wraps a plain optimiser: sgd, adam or adamw", c)
-    _check(0 < o.plateau_factor < 1, "optim.plateau_factor", "must be between 0 and 1 (exclusive)", c)
-    _check(o.plateau_patience >= 0, "optim.plateau_patience", "must be >= 0", c)
-    _check(o.name != "sam" or c.train.precision != "fp16", "train.precision",
-           "fp16 is not supported with optim.name=sam: its GradScaler cannot step an optimiser through a closure "
-           "(SAM's second pass); use bf16 (no scaler needed) or fp32", c)
-    _check(c.loss.smoothing >= 0, "loss.smoothing", "must be >= 0", c)
+    require(o.lr > 0, "optim.lr", "must be positive", c)
+    require(o.weight_decay >= 0, "optim.weight_decay", "must be >= 0", c)
+    require(0 <= o.warmup_ratio < 1, "optim.warmup_ratio", "must be in [0, 1)", c)
+    require(0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio", "must be in [0, 1]", c)
+    require(o.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0: off)", c)
+    require(o.momentum >= 0, "optim.momentum", "must be >= 0", c)
+    require(not o.nesterov or o.momentum > 0, "optim.nesterov", "needs optim.momentum > 0", c)
+    require(o.sam_rho > 0, "optim.sam_rho", "must be positive", c)
+    require(0 < o.plateau_factor < 1, "optim.plateau_factor", "must be between 0 and 1 (exclusive)", c)
+    require(o.plateau_patience >= 0, "optim.plateau_patience", "must be >= 0", c)
 
 
 def _loss_rules(c: Config) -> None:
     """Loss parameters, checked whichever loss is chosen: a wrong value is a mistake even where it is unused."""
     s = c.loss
-    _check(s.gamma >= 0, "loss.gamma", "must be >= 0 (0: cross-entropy)", c)
-    _check(0 <= s.alpha < 1, "loss.alpha", "must be in [0, 1) (0: off)", c)
-    _check(0 < s.beta < 1, "loss.beta", "must be between 0 and 1 (exclusive)", c)
-    _check(s.cb_base in ("ce", "focal"), "loss.cb_base", "must be ce or focal", c)
-    _check(s.difficulty_lambda >= 0, "loss.difficulty_lambda", "must be >= 0", c)
-    _check(s.contrastive_weight >= 0, "loss.contrastive_weight", "must be >= 0", c)
-    _check(s.temperature > 0, "loss.temperature", "must be positive", c)
+    require(s.smoothing >= 0, "loss.smoothing", "must be >= 0", c)
+    require(s.gamma >= 0, "loss.gamma", "must be >= 0 (0: cross-entropy)", c)
+    require(0 <= s.alpha < 1, "loss.alpha", "must be in [0, 1) (0: off)", c)
+    require(0 < s.beta < 1, "loss.beta", "must be between 0 and 1 (exclusive)", c)
+    require(s.cb_base in ("ce", "focal"), "loss.cb_base", "must be ce or focal", c)
+    require(s.difficulty_lambda >= 0, "loss.difficulty_lambda", "must be >= 0", c)
+    require(s.contrastive_weight >= 0, "loss.contrastive_weight", "must be >= 0", c)
+    require(s.temperature > 0, "loss.temperature", "must be positive", c)
 
 
 def _train_rules(c: Config) -> None:
     t = c.train
-    _check(t.epochs >= 1, "train.epochs", "must be >= 1", c)
-    _check(t.batch_size >= 1, "train.batch_size", "must be >= 1", c)
-    _check(t.eval_batch_size >= 1, "train.eval_batch_size", "must be >= 1", c)
-    _check(t.select in ("best", "last"), "train.select", "must be best or last", c)
-    _check(t.patience >= 0, "train.patience", "must be >= 0", c)
-    _check(t.precision in ("fp32", "bf16", "fp16"), "train.precision", "must be fp32, bf16 or fp16", c)
-    _check(t.device == "auto" or t.device.split(":")[0] in ("cpu", "cuda"), "train.device",
-           "must be auto, cpu, cuda or cuda:N", c)
+    require(t.epochs >= 1, "train.epochs", "must be >= 1", c)
+    require(t.batch_size >= 1, "train.batch_size", "must be >= 1", c)
+    require(t.eval_batch_size >= 1, "train.eval_batch_size", "must be >= 1", c)
+    require(t.select in ("best", "last"), "train.select", "must be best or last", c)
+    require(t.patience >= 0, "train.patience", "must be >= 0", c)
+    require(t.precision in ("fp32", "bf16", "fp16"), "train.precision", "must be fp32, bf16 or fp16", c)
+    require(t.device == "auto" or t.device.split(":")[0] in ("cpu", "cuda"), "train.device",
+            "must be auto, cpu, cuda or cuda:N", c)
 
 
-def _registry_rules(c: Config) -> None:
-    """Names must exist in their registries (imported here so that config stays cheap to import)."""
-    from core.data.samplers import SAMPLERS
-    from core.losses import LOSSES
-    from core.metrics import METRICS
-    from core.models import MODELS
-    from core.optim import OPTIMIZERS, SCHEDULERS
-
-    for key, registry in (("model.name", MODELS), ("loss.name", LOSSES), ("optim.name", OPTIMIZERS),
-                          ("optim.sam_base", OPTIMIZERS), ("optim.scheduler", SCHEDULERS), ("train.metric", METRICS),
-                          ("train.sampler", SAMPLERS)):
-        registry.check(key, c.get(key))
-    MODELS.get(c.model.name).check(c)
-
-
-def _task_rules(c: Config) -> None:
-    """Head, loss and selection metric must agree on the task: a regressor has one output and no classes."""
-    from core.losses.regression import REGRESSION_LOSSES
-    from core.metrics import METRICS
-
-    task = "regression" if c.model.head == "regressor" else "classification"
-    losses = f"one of {', '.join(REGRESSION_LOSSES)}" if task == "regression" else "a classification loss"
-    _check((c.loss.name in REGRESSION_LOSSES) == (task == "regression"), "loss.name",
-           f"model.head={c.model.head!r} needs {losses}", c)
-    metrics = [name for name in METRICS if METRICS.get(name).task == task]
-    _check(METRICS.get(c.train.metric).task == task, "train.metric",
-           f"model.head={c.model.head!r} is scored by {task} metrics: one of {', '.join(metrics)}", c)
-    _check(c.loss.name != "huber" or c.loss.huber_delta > 0, "loss.huber_delta", "must be positive", c)
-
-
-_RULES = (_data_rules, _feature_rules, _model_rules, _optim_rules, _loss_rules, _train_rules, _registry_rules,
-          _task_rules)
+_RULES = (_data_rules, _feature_rules, _model_rules, _optim_rules, _loss_rules, _train_rules)
 
 
 def load_config_file(path: str | Path) -> Config:

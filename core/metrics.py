@@ -8,20 +8,20 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
-from core.registry import Registry
+from core.registry import CLASSIFICATION, REGRESSION, Registry
 
 
 @dataclass(frozen=True)
 class MetricSpec:
     mode: str  # "max" or "min": which direction is better
-    task: str  # "classification" or "regression"
+    task: str  # CLASSIFICATION or REGRESSION: the head it scores
 
 
 METRICS: Registry[MetricSpec] = Registry("metric")
 for _name in ("uar", "f1", "accuracy", "auroc"):
-    METRICS.register(_name)(MetricSpec("max", "classification"))
+    METRICS.register(_name)(MetricSpec("max", CLASSIFICATION))
 for _name, _mode in (("mae", "min"), ("rmse", "min"), ("pearson", "max")):
-    METRICS.register(_name)(MetricSpec(_mode, "regression"))
+    METRICS.register(_name)(MetricSpec(_mode, REGRESSION))
 
 
 def classification_metrics(targets: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:

@@ -43,3 +43,9 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+# What a head predicts. Every registered loss and metric serves one task, and says which (core.checks matches
+# them with `model.head`).
+CLASSIFICATION = "classification"
+REGRESSION = "regression"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from core.checks import check_config
 from core.config import Config, DataConfig, OptimConfig, all_keys, parse_assignment
 from core.errors import ConfigError, UserError
 
@@ -127,10 +128,10 @@ def test_validate_names_the_field(key: str, value: object) -> None:
 def test_validate_rejects_unknown_registry_names(key: str, value: str) -> None:
     config = Config().with_overrides({key: value})
     with pytest.raises(ConfigError, match=f"{key}={value!r}".replace(".", r"\.")):
-        config.validate()
+        check_config(config)
 
 
 def test_defaults_validate_and_errors_are_user_errors() -> None:
     """The default config is valid; a ConfigError is a UserError (CLIs exit 2 on it)."""
-    assert Config().validate() == Config()
+    assert Config().validate() == Config() == check_config(Config())
     assert issubclass(ConfigError, UserError) and ConfigError.exit_code == 2

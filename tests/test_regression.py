@@ -17,6 +17,7 @@ import pytest
 import torch
 from toy_audio import make_toy_config
 
+from core.checks import check_config
 from core.config import Config
 from core.data.batches import Batch, make_batch
 from core.data.dataset import AudioData, prepare_data
@@ -90,7 +91,7 @@ def test_regression_metrics_are_registered_with_their_direction() -> None:
 ])
 def test_head_loss_and_metric_must_agree(overrides: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError, match=field):
-        Config().with_overrides(overrides).validate()
+        check_config(Config().with_overrides(overrides))
 
 
 def test_score_gives_regression_metrics_for_numeric_targets(age_data: AudioData) -> None:

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from core.checks import check_config
 from core.config import Config
 from core.data.dataset import AudioData
 from core.data.samplers import SAMPLERS
@@ -95,4 +96,4 @@ def test_regression_targets_group_by_word_only(toy_data: AudioData) -> None:
 
 def test_word_pairs_is_a_valid_config_choice() -> None:
     assert "word_pairs" in SAMPLERS
-    Config().with_overrides({"loss.name": "contrastive", "train.sampler": "word_pairs"}).validate()
+    check_config(Config().with_overrides({"loss.name": "contrastive", "train.sampler": "word_pairs"}))

@@ -12,6 +12,7 @@ from checkpoints import real_weights
 from safetensors.torch import load_file
 from transformers import WhisperFeatureExtractor
 
+from core.checks import check_config
 from core.config import Config
 from core.data.batches import Batch
 from core.errors import ConfigError
@@ -22,7 +23,7 @@ from core.models.whisper import SIZE_PRESETS, whisper_positions
 
 def config(**overrides: object) -> Config:
     base = {"data.max_seconds": 0.5, "model.projection_dim": 16, "train.device": "cpu"}
-    return Config().with_overrides({**base, **overrides}).validate()
+    return check_config(Config().with_overrides({**base, **overrides}))
 
 
 def frames_for(seconds: float, rate: int = 16000, hop: int = 160) -> int:

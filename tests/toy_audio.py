@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import soundfile
 
+from core.checks import check_config
 from core.config import Config
 
 WORDS = ("rabbit", "sun", "cat")
@@ -87,4 +88,4 @@ def make_toy_config(manifest: Path, cache_dir: Path, **overrides: Any) -> Config
         "optim.lr": 2e-3, "optim.warmup_ratio": 0.1,
         "train.epochs": 3, "train.batch_size": 8, "train.device": "cpu", "train.seed": 0,
     }
-    return Config().with_overrides({**base, **overrides}).validate()
+    return check_config(Config().with_overrides({**base, **overrides}))

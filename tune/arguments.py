@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.checks import check_config
 from core.command_line import ArgumentParser
 from core.config import Config, parse_assignment
 from core.errors import UserError
@@ -118,7 +119,7 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
     overrides.update({key: value for key, value in flags.items() if value is not None})
     assignments = dict(parse_assignment(text) for text in args.overrides)
     overrides.update(assignments)
-    config = Config().with_overrides(overrides).validate()
+    config = check_config(Config().with_overrides(overrides))
     if config.data.k_fold < 2:
         raise UserError(f"data.k_fold={config.data.k_fold}: a search cross-validates, use k >= 2")
     budget = DEMO_BUDGET if args.demo else {}

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.checks import check_config, check_run
 from core.command_line import ArgumentParser, check_output_folder, write_json
 from core.config import Config, load_config_file
 from core.data.dataset import AudioData, prepare_data
@@ -24,7 +25,7 @@ from core.data.splits import Fold
 from core.errors import UserError
 from core.evaluate import predict
 from core.models import MODELS
-from core.report import positive_class, report_of_rows
+from core.report import report_of_rows
 from core.statistics import FoldStatistics
 from core.train import resolve_device, train_fold
 
@@ -80,15 +81,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = load_config_file(config_path)
     overrides = {k: v for k, v in {"data.manifest": args.data, "data.audio_root": args.audio_root}.items() if v}
     overrides["data.splits_file"] = beside_config(config.data.splits_file, config_path)
-    config = config.with_overrides(overrides).validate()
+    config = check_config(config.with_overrides(overrides))
     out = Path(args.out) if args.out else config_path.resolve().parent / "final"
     if args.eval_only and not args.checkpoint:
         raise UserError("--eval-only needs --checkpoint model.pt")
     written = ["eval_report.json"] if args.eval_only else ["report.json", "model.pt", "config.json"]
     check_output_folder(out, "--out", written, args.overwrite)
     data = prepare_data(config, progress=print, allow_changed_data=args.allow_changed_data)
-    if not data.regression:
-        positive_class(data.classes, config.data.positive_class)  # a report without one is refused before training
+    check_run(config, data, [data.splits.development])  # what final training trains on
     started = time.time()
     if args.eval_only:
         model, featurizer = load_checkpoint(Path(args.checkpoint), config, data)

@@ -19,6 +19,7 @@ import optuna
 import torch
 from ray.tune import Tuner
 
+from core.checks import check_run
 from core.data.dataset import AudioData, prepare_data
 from core.data.recorded import record
 from core.errors import UserError
@@ -116,6 +117,7 @@ def check_data(settings: RunSettings, allow_changed_data: bool = False) -> Audio
     """Manifest, audio, decode cache, splits and the model: the input checks that need the data."""
     data = prepare_data(settings.config, progress=print, allow_changed_data=allow_changed_data)
     print(describe_data(data), flush=True)
+    check_run(settings.config, data)
     preflight_model(settings, data)
     return data
 

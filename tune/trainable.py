@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from ray import tune
 
+from core.checks import check_config
 from core.config import Config
 from core.train import NonFiniteLossError
 from tune.aggregate import aggregate
@@ -27,7 +28,7 @@ META_FILE = "trial.json"
 
 def trial_config(params: dict[str, Any], base: dict[str, Any]) -> Config:
     """The trial's full config: the search's base config with the sampled dotted overrides."""
-    return Config.from_dict(base).with_overrides(params).validate()
+    return check_config(Config.from_dict(base).with_overrides(params))
 
 
 def cross_validate(params: dict[str, Any], base: dict[str, Any], cpus: float = 1, fold_parallel: bool = False

@@ -13,7 +13,6 @@ from torch import nn
 
 from core.config import Config
 from core.data.batches import Batch
-from core.losses import LOSSES
 from core.statistics import FoldStatistics
 
 
@@ -38,6 +37,5 @@ class BalancingLoss(nn.Module):
         return (per_clip * self.weights[batch.word_ids, batch.targets]).mean()
 
 
-@LOSSES.register("balancing")
 def build(config: Config, stats: FoldStatistics) -> nn.Module:
     return BalancingLoss(balancing_weights(stats, config.loss.smoothing))

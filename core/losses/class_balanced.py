@@ -14,7 +14,6 @@ import numpy as np
 from torch import nn
 
 from core.config import Config
-from core.losses import LOSSES
 from core.losses.focal import FocalLoss
 from core.statistics import FoldStatistics
 
@@ -29,7 +28,6 @@ def class_balanced_weights(class_counts: np.ndarray, beta: float) -> np.ndarray:
     return (raw * present.sum() / total if total > 0 else raw).astype(np.float32)
 
 
-@LOSSES.register("class_balanced")
 def build(config: Config, stats: FoldStatistics) -> nn.Module:
     """Cross-entropy is focal with gamma 0, so one weighted module serves both bases."""
     gamma = config.loss.gamma if config.loss.cb_base == "focal" else 0.0

@@ -22,7 +22,6 @@ from torch import nn
 
 from core.config import Config
 from core.data.batches import Batch
-from core.losses import LOSSES
 from core.statistics import FoldStatistics
 
 
@@ -55,6 +54,5 @@ class ContrastiveLoss(nn.Module):
         return ce + self.weight * pairs
 
 
-@LOSSES.register("contrastive")
 def build(config: Config, stats: FoldStatistics) -> nn.Module:
     return ContrastiveLoss(config.loss.contrastive_weight, config.loss.temperature)

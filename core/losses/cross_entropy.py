@@ -7,7 +7,6 @@ from torch import nn
 
 from core.config import Config
 from core.data.batches import Batch
-from core.losses import LOSSES
 from core.statistics import FoldStatistics
 
 
@@ -16,6 +15,5 @@ class CrossEntropy(nn.Module):
         return nn.functional.cross_entropy(outputs["logits"], batch.targets)
 
 
-@LOSSES.register("ce")
 def build(config: Config, stats: FoldStatistics) -> nn.Module:
     return CrossEntropy()

@@ -22,7 +22,6 @@ from torch import nn
 from core.config import Config
 from core.data.batches import Batch
 from core.errors import DataError
-from core.losses import LOSSES
 from core.statistics import FoldStatistics
 
 COLUMNS = ("word", "difficulty")
@@ -99,6 +98,5 @@ class DifficultyLoss(nn.Module):
         return (per_clip * self.weights[batch.word_ids]).mean()
 
 
-@LOSSES.register("difficulty")
 def build(config: Config, stats: FoldStatistics) -> nn.Module:
     return DifficultyLoss(difficulty_weights(stats, config.loss.difficulty_lambda, config.loss.difficulty_file))

@@ -15,7 +15,6 @@ from torch import nn
 
 from core.config import Config
 from core.data.batches import Batch
-from core.losses import LOSSES
 from core.statistics import FoldStatistics
 
 
@@ -53,6 +52,5 @@ class FocalLoss(nn.Module):
         return per_clip.mean()
 
 
-@LOSSES.register("focal")
 def build(config: Config, stats: FoldStatistics) -> nn.Module:
     return FocalLoss(config.loss.gamma, alpha_weights(config.loss.alpha, len(stats.class_counts)))

@@ -13,10 +13,7 @@ from torch import nn
 
 from core.config import Config
 from core.data.batches import Batch
-from core.losses import LOSSES
 from core.statistics import FoldStatistics
-
-REGRESSION_LOSSES = ("mse", "l1", "huber")  # every other loss is a classification loss
 
 
 class RegressionLoss(nn.Module):
@@ -29,17 +26,14 @@ class RegressionLoss(nn.Module):
         return self.criterion(predictions, batch.targets.float())
 
 
-@LOSSES.register("mse")
 def mse(config: Config, stats: FoldStatistics) -> nn.Module:
     return RegressionLoss(nn.functional.mse_loss)
 
 
-@LOSSES.register("l1")
 def l1(config: Config, stats: FoldStatistics) -> nn.Module:
     return RegressionLoss(nn.functional.l1_loss)
 
 
-@LOSSES.register("huber")
 def huber(config: Config, stats: FoldStatistics) -> nn.Module:
     delta = config.loss.huber_delta
     return RegressionLoss(lambda predictions, targets: nn.functional.huber_loss(predictions, targets, delta=delta))

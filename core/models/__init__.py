@@ -1,4 +1,8 @@
-"""Model registry: name -> `ModelSpec` (how to build it, which input it takes, what config it accepts)."""
+"""Model registry: name -> `ModelSpec` (how to build it, which input it takes, what config it accepts).
+
+The models are registered here, not by their own modules: a model module then imports nothing of this package, so
+the package and its modules form no import cycle.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from torch import nn
 
 from core.config import Config
 from core.data.batches import Batch
+from core.models import resnet, wav2vec2, whisper
 from core.registry import Registry
 from core.statistics import FoldStatistics
 
@@ -28,14 +33,19 @@ class FeaturizerBuilder(Protocol):
     def __call__(self, config: Config, stats: FoldStatistics | None = None) -> nn.Module: ...
 
 
+def no_pretrained_rules(config: Config) -> None:
+    """For a model whose pretrained source fixes nothing beyond what `build` checks as it loads."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     build: ModelBuilder
     featurizer: FeaturizerBuilder
-    check: Callable[[Config], None]  # raise ConfigError for settings this model cannot take
-
-
-MODELS: Registry[ModelSpec] = Registry("model")
+    # Raise ConfigError for settings this model cannot take; reads the config only (core.checks.check_config).
+    check: Callable[[Config], None]
+    # Raise ConfigError for settings the pretrained source (`model.pretrained`) cannot take; may read its small
+    # files, never its weights (core.checks.check_run, once, before training or Ray).
+    check_pretrained: Callable[[Config], None] = no_pretrained_rules
 
 
 def forward_batch(model: nn.Module, featurizer: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
@@ -43,4 +53,9 @@ def forward_batch(model: nn.Module, featurizer: nn.Module, batch: Batch) -> dict
     Outputs: "logits" [B, outputs] and "embedding" [B, projection_dim]."""
     return model(featurizer(batch), batch)
 
-from core.models import resnet, wav2vec2, whisper  # noqa: E402,F401  (register themselves)
+
+MODELS: Registry[ModelSpec] = Registry("model")
+MODELS.register("whisper")(ModelSpec(build=whisper.build, featurizer=whisper.featurizer, check=whisper.check,
+                                     check_pretrained=whisper.check_pretrained))
+MODELS.register("wav2vec2")(ModelSpec(build=wav2vec2.build, featurizer=wav2vec2.featurizer, check=wav2vec2.check))
+MODELS.register("resnet50")(ModelSpec(build=resnet.build, featurizer=resnet.featurizer, check=resnet.check))

@@ -23,7 +23,6 @@ from core.config import Config
 from core.data.batches import Batch
 from core.errors import ConfigError
 from core.features import build_log_mel_featurizer
-from core.models import MODELS, ModelSpec
 from core.models.conditioning import (
     ConditionedHead,
     check_conditioning,
@@ -123,6 +122,3 @@ def check(config: Config) -> None:
                           "of torchvision's resnet50 (no hub ids)")
     if config.data.sample_rate * config.data.max_seconds < IMAGE_SIZE:
         raise ConfigError(f"data.max_seconds={config.data.max_seconds}: too short for 224 frames")
-
-
-MODELS.register("resnet50")(ModelSpec(build=build, featurizer=featurizer, check=check))

@@ -20,7 +20,6 @@ from core.config import Config
 from core.data.batches import Batch
 from core.errors import ConfigError
 from core.features import WaveformNormalizer
-from core.models import MODELS, ModelSpec
 from core.models.conditioning import ConditionedHead, check_conditioning, conditioned_head
 from core.models.whisper import quiet_transformers
 from core.statistics import FoldStatistics
@@ -106,6 +105,3 @@ def check(config: Config) -> None:
             raise ConfigError(f"augment.{key}={getattr(a, key)}: SpecAugment masks spectrograms, but wav2vec2 takes "
                               "waveforms; set it to 0")
     check_conditioning(config, takes_rows=False, why_not="takes waveforms, which have no spectrogram rows to append")
-
-
-MODELS.register("wav2vec2")(ModelSpec(build=build, featurizer=featurizer, check=check))

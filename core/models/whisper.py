@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import WhisperConfig, WhisperModel
+from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.utils import logging as hf_logging
 
@@ -20,7 +21,6 @@ from core.config import Config
 from core.data.batches import Batch
 from core.errors import ConfigError
 from core.features import build_log_mel_featurizer, log_mel_frames
-from core.models import MODELS, ModelSpec
 from core.models.conditioning import (
     ConditionedHead,
     check_conditioning,
@@ -113,4 +113,30 @@ def check(config: Config) -> None:
     check_conditioning(config, takes_rows=True)
 
 
-MODELS.register("whisper")(ModelSpec(build=build, featurizer=featurizer, check=check))
+PREPROCESSOR_FILE = "preprocessor_config.json"
+
+
+def pretrained_front_end(source: str) -> tuple[str, WhisperFeatureExtractor]:
+    """(where the values come from, the feature extractor a pretrained encoder was trained behind): the local
+    checkpoint folder's preprocessor_config.json, else Whisper's fixed front end (400-sample FFT, 160-sample hop,
+    16 kHz: WhisperFeatureExtractor's defaults, the same for every released Whisper)."""
+    folder = Path(source).expanduser()
+    if not (folder / PREPROCESSOR_FILE).is_file():
+        return "Whisper's fixed front end", WhisperFeatureExtractor()
+    try:
+        with quiet_transformers():
+            return str(folder / PREPROCESSOR_FILE), WhisperFeatureExtractor.from_pretrained(folder)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"model.pretrained={source!r}: cannot read its {PREPROCESSOR_FILE} ({error})") from error
+
+
+def check_pretrained(config: Config) -> None:
+    """A pretrained encoder has learned one log-mel front end: the STFT and the sample rate must be its own."""
+    if config.model.pretrained == "none":
+        return
+    origin, extractor = pretrained_front_end(config.model.pretrained)
+    for key, trained in (("features.n_fft", extractor.n_fft), ("features.hop_length", extractor.hop_length),
+                         ("data.sample_rate", extractor.sampling_rate)):
+        if config.get(key) != trained:
+            raise ConfigError(f"{key}={config.get(key)!r}: the pretrained Whisper {config.model.pretrained!r} was "
+                              f"trained with {key.split('.')[1]}={trained} ({origin}); use {key}={trained}")

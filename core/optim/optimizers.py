@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
 from core.config import OptimConfig
-from core.errors import ConfigError
-from core.optim import OPTIMIZERS
 from core.optim.sam import SAM
+from core.registry import Registry
+
+OptimizerBuilder = Callable[[Iterable[torch.nn.Parameter], OptimConfig], torch.optim.Optimizer]
+OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer")
 
 
 @OPTIMIZERS.register("sgd")
@@ -32,7 +34,7 @@ def adamw(params: Iterable[torch.nn.Parameter], config: OptimConfig) -> torch.op
 @OPTIMIZERS.register("sam")
 def sam(params: Iterable[torch.nn.Parameter], config: OptimConfig) -> torch.optim.Optimizer:
     """SAM around `optim.sam_base` (built with the same lr, weight decay, momentum ...)."""
-    if config.sam_base == "sam":
-        raise ConfigError("optim.sam_base='sam': SAM wraps a plain optimiser (sgd, adam or adamw)")
+    # core.checks refuses SAM around SAM; without it this would recurse until Python's stack ran out.
+    assert config.sam_base != "sam", "optim.sam_base='sam' passed core.checks.check_config"
     base = OPTIMIZERS.get(config.sam_base)(params, config)
     return SAM(base, rho=config.sam_rho, adaptive=config.sam_adaptive)

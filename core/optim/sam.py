@@ -16,8 +16,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.errors import ConfigError
-
 
 class SAM(torch.optim.Optimizer):
     """Wraps an already built base optimiser and shares its parameter groups, so lr schedulers, `zero_grad` and
@@ -26,8 +24,8 @@ class SAM(torch.optim.Optimizer):
     needs_closure = True  # the training loop must pass `step` a closure (see core.optim.needs_closure)
 
     def __init__(self, base: torch.optim.Optimizer, rho: float, adaptive: bool = False) -> None:
-        if not rho > 0:
-            raise ConfigError(f"optim.sam_rho={rho!r}: must be positive")
+        if not rho > 0:  # a library argument check, as torch's optimisers make (the config's is Config.validate)
+            raise ValueError(f"SAM needs rho > 0, got {rho!r}")
         super().__init__([{"params": group["params"]} for group in base.param_groups], {})
         self.base = base
         self.rho = rho

@@ -4,13 +4,34 @@ optimiser steps, computed from the epoch count (`train_fold` passes epochs x bat
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR, ReduceLROnPlateau
 
 from core.config import OptimConfig
-from core.errors import ConfigError
-from core.optim import SCHEDULERS, SchedulerSpec
+from core.registry import Registry
+
+# (optimizer, config, total optimiser steps, mode of the validation metric: "max" | "min") -> scheduler
+SchedulerBuilder = Callable[[torch.optim.Optimizer, OptimConfig, int, str], Any]
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """How to build a scheduler and when to step it: `per_epoch=False` -> `step()` after every optimiser step;
+    `per_epoch=True` -> `step(metric)` once per epoch with the validation metric."""
+
+    build: SchedulerBuilder
+    per_epoch: bool = False
+
+    def __call__(self, optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int,
+                 mode: str = "max") -> Any:
+        return self.build(optimizer, config, total_steps, mode)
+
+
+SCHEDULERS: Registry[SchedulerSpec] = Registry("scheduler")
 
 
 def warmup_steps(config: OptimConfig, total_steps: int) -> int:
@@ -76,9 +97,8 @@ def one_cycle_pct_start(config: OptimConfig, total_steps: int) -> float:
 def _one_cycle(optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int, mode: str) -> LRScheduler:
     """Cosine rise lr/25 -> lr over the warm-up, then cosine fall to `min_lr_ratio * lr`. Momentum is not cycled,
     so `optim.momentum` / Adam's betas stay what the config says."""
-    if total_steps < 3:
-        raise ConfigError(f"optim.scheduler='one_cycle' needs at least 3 optimiser steps, got {total_steps} "
-                          "(raise train.epochs or lower train.batch_size)")
+    # core.checks.check_run refuses fewer steps before any training starts.
+    assert total_steps >= 3, f"one_cycle with {total_steps} optimiser steps passed core.checks.check_run"
     final_div = 1.0 / (ONE_CYCLE_DIV * config.min_lr_ratio) if config.min_lr_ratio > 0 else math.inf
     return OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps,
                       pct_start=one_cycle_pct_start(config, total_steps), anneal_strategy="cos",
