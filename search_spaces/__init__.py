@@ -5,49 +5,14 @@ Spaces import optuna, never ray: the same function drives `tune.run` and can be 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 
-from core.registry import Registry
+from search_spaces.space import DEMO_OVERRIDES, SPACES, DefineByRun, SearchSpace, register
 
-DefineByRun = Callable[[optuna.Trial], dict[str, Any] | None]
-
-# What `--demo` changes in any space: a tiny from-scratch model and a budget that finishes in minutes on 2 CPUs.
-DEMO_OVERRIDES: dict[str, Any] = {
-    "model.pretrained": "none",
-    "model.size": "micro",
-    "model.projection_dim": 64,
-    "data.k_fold": 3,
-    "train.epochs": 10,
-    "train.batch_size": 16,
-}
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    name: str
-    description: str
-    base: dict[str, Any]  # dotted overrides applied to the default Config before sampling
-    define: DefineByRun  # suggests dotted config keys; may return constants to add
-    demo: dict[str, Any] = field(default_factory=dict)  # extra overrides for --demo, on top of DEMO_OVERRIDES
-    # Ranges for --demo, where a tiny model learns from scratch in a few epochs (it wants a larger learning rate
-    # than fine-tuning a pretrained encoder does). None: the same function as a real search.
-    demo_define: DefineByRun | None = None
-
-    def define_for(self, demo: bool) -> DefineByRun:
-        """The define-by-run function a search uses: the demo ranges under --demo, else the real ones."""
-        return self.demo_define if demo and self.demo_define is not None else self.define
-
-
-SPACES: Registry[SearchSpace] = Registry("search space")
-
-
-def register(space: SearchSpace) -> SearchSpace:
-    return SPACES.register(space.name)(space)
-
+__all__ = ["DEMO_OVERRIDES", "SPACES", "DefineByRun", "SearchSpace", "register", "sample_parameters", "describe",
+           "format_distribution"]
 
 def sample_parameters(space: SearchSpace, trial: optuna.Trial, demo: bool = False) -> dict[str, Any]:
     """Run the space on `trial` and return its dotted overrides (suggested values + returned constants)."""

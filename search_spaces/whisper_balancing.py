@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from search_spaces import SearchSpace, register
+from search_spaces.space import SearchSpace, register
 
 
 def define(trial: optuna.Trial) -> None:

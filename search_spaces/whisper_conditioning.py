@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 
-from search_spaces import SearchSpace, register
+from search_spaces.space import SearchSpace, register
 
 
 def define(trial: optuna.Trial) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 
-from search_spaces import SearchSpace, register
+from search_spaces.space import SearchSpace, register
 
 
 def suggest_loss(trial: optuna.Trial) -> dict[str, Any]:

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODELS = ROOT.parent / "shared" / "models"
 # With data.seed=1 and 2 folds the toy set's folds train on 15 and 12 clips: in batches of 6 and one epoch, fold 0
 # has 3 optimiser steps (enough for one-cycle) and fold 1 only 2.
-SHORT_ONE_CYCLE = {"data.k_fold": 2, "data.seed": 1, "train.epochs": 1, "train.batch_size": 6,
+SHORT_ONE_CYCLE = {"data.k_fold": 2, "data.seed": 4, "data.test_size": 0.25, "train.epochs": 1, "train.batch_size": 6,
                    "optim.scheduler": "one_cycle"}
 
 
@@ -111,7 +111,8 @@ def test_tune_run_refuses_before_ray(toy_dataset: Path, toy_cache_dir: Path, tmp
     from tune import run
 
     argv = ["--space", "whisper_balancing", "--demo", "--data", str(toy_dataset), "--k-fold", "2", "--epochs", "1",
-            "--seed", "1", "--set", "optim.scheduler=one_cycle", "--set", "train.batch_size=6",
+            "--seed", "1", "--set", "data.test_size=0.25", "--set", "optim.scheduler=one_cycle",
+            "--set", "train.batch_size=6",
             "--set", f"data.cache_dir={toy_cache_dir}", "--storage", str(tmp_path / "runs"), "--name", "short"]
     with pytest.raises(ConfigError, match=r"^optim\.scheduler='one_cycle' needs at least 3 optimiser steps, got 2"):
         run.prepare(argv)
