@@ -43,7 +43,9 @@ def load_backbone(source: str, size: str) -> Wav2Vec2Model:
     if source == "none":
         return Wav2Vec2Model(Wav2Vec2Config(**SIZE_PRESETS[size], **NO_HF_MASKING))
     with quiet_transformers():
-        return Wav2Vec2Model.from_pretrained(source, **NO_HF_MASKING)
+        # fp32 whatever the checkpoint's dtype: transformers 5 loads it as stored (dtype="auto"), so an fp16
+        # checkpoint would give an fp16 backbone under the fp32 head.
+        return Wav2Vec2Model.from_pretrained(source, dtype=torch.float32, **NO_HF_MASKING)
 
 
 def frame_mask(backbone: Wav2Vec2Model, lengths: torch.Tensor, frames: int) -> torch.Tensor:

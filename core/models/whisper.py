@@ -73,7 +73,8 @@ def load_encoder(source: str, size: str, n_mels: int, positions: int, conditioni
         if positions > hf_config.max_source_positions:
             raise ConfigError(f"data.max_seconds: clips give {positions} positions but {source} has only "
                               f"{hf_config.max_source_positions}")
-        state = WhisperModel.from_pretrained(source).encoder.state_dict()
+        # fp32 whatever the checkpoint's dtype (transformers would otherwise load it as stored, e.g. fp16).
+        state = WhisperModel.from_pretrained(source, dtype=torch.float32).encoder.state_dict()
     state["embed_positions.weight"] = state["embed_positions.weight"][:positions].clone()
     hf_config.max_source_positions = positions
     encoder = WhisperEncoder(hf_config)

@@ -1,0 +1,91 @@
+"""Model recipes right in every corner: Whisper's positional table stays frozen, pretrained weights load in fp32,
+frozen parts stay in eval mode while the rest trains, and Whisper can pool over the frames of real audio only."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from transformers import Wav2Vec2Config, Wav2Vec2Model, WhisperConfig, WhisperModel
+
+from core.config import Config
+from core.data.batches import Batch
+from core.models import MODELS, forward_batch
+from core.models.wav2vec2 import SIZE_PRESETS as WAV2VEC2_PRESETS
+
+SECONDS = 0.5  # 50 mel frames at the 10 ms hop, 25 Whisper encoder frames of 20 ms
+RESNET = {"model.name": "resnet50", "features.n_mels": 224, "features.n_fft": 1024}
+
+
+def config(**overrides: object) -> Config:
+    base = {"data.max_seconds": SECONDS, "model.projection_dim": 16, "model.size": "micro", "train.device": "cpu"}
+    return Config().with_overrides({**base, **overrides}).validate()
+
+
+def batch_of(lengths: list[int], seconds: float = SECONDS, seed: int = 0) -> Batch:
+    """Clips of `lengths` real samples, zero-padded to `seconds` as the cache stores them."""
+    rng = np.random.default_rng(seed)
+    total = int(round(seconds * 16000))
+    waves = torch.zeros(len(lengths), total)
+    for row, n in enumerate(lengths):
+        waves[row, :n] = torch.tensor(0.3 * rng.standard_normal(n), dtype=torch.float32)
+    n = len(lengths)
+    return Batch(rows=np.arange(n), waveforms=waves, lengths=torch.tensor(lengths), targets=torch.arange(n) % 2,
+                 word_ids=torch.zeros(n, dtype=torch.int64), ages=torch.full((n,), math.nan))
+
+
+def save_tiny_whisper(folder: Path, dtype: torch.dtype = torch.float32) -> Path:
+    """A tiny encoder-decoder Whisper checkpoint (80 mels, 1 s of positions) written with `save_pretrained`."""
+    torch.manual_seed(5)
+    hf_config = WhisperConfig(num_mel_bins=80, max_source_positions=50, d_model=64, encoder_layers=1,
+                              decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                              encoder_ffn_dim=128, decoder_ffn_dim=128, vocab_size=64, max_target_positions=16,
+                              pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+    WhisperModel(hf_config).to(dtype).save_pretrained(folder)
+    return folder
+
+
+def save_tiny_wav2vec2(folder: Path, dtype: torch.dtype) -> Path:
+    torch.manual_seed(6)
+    Wav2Vec2Model(Wav2Vec2Config(**WAV2VEC2_PRESETS["micro"])).to(dtype).save_pretrained(folder)
+    return folder
+
+
+def one_adamw_step(model: torch.nn.Module, cfg: Config) -> None:
+    """One AdamW step (weight decay on) over the parameters train_fold gives the optimiser."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
+    batch = batch_of([8000, 4000])
+    logits = forward_batch(model.train(), MODELS.get("whisper").featurizer(cfg), batch)["logits"]
+    torch.nn.functional.cross_entropy(logits, batch.targets).backward()
+    optimizer.step()
+
+
+# --- 2. pretrained weights in fp32 ----------------------------------------------------------------------------
+def test_fp16_wav2vec2_checkpoint_loads_as_fp32(tmp_path: Path) -> None:
+    folder = save_tiny_wav2vec2(tmp_path / "w2v", torch.float16)
+    saved = Wav2Vec2Model.from_pretrained(folder, dtype=torch.float16).state_dict()
+    assert all(v.dtype == torch.float16 for v in saved.values() if v.is_floating_point())  # really an fp16 file
+    model = MODELS.get("wav2vec2").build(config(**{"model.name": "wav2vec2", "model.pretrained": str(folder)}), 2)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    loaded = model.backbone.state_dict()
+    assert all(torch.equal(loaded[k], v.float()) for k, v in saved.items())  # upcast exactly
+
+
+def test_fp16_whisper_checkpoint_loads_as_fp32(tmp_path: Path) -> None:
+    folder = save_tiny_whisper(tmp_path / "whisper", torch.float16)
+    model = MODELS.get("whisper").build(config(**{"model.pretrained": str(folder)}), 2)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert {b.dtype for b in model.buffers() if b.is_floating_point()} <= {torch.float32}
+
+
+def test_fp16_resnet_state_dict_loads_as_fp32(tmp_path: Path) -> None:
+    torch.manual_seed(7)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in torchvision.models.resnet50().state_dict().items()}
+    torch.save(state, tmp_path / "resnet50.pt")
+    model = MODELS.get("resnet50").build(config(**RESNET, **{"model.pretrained": str(tmp_path / "resnet50.pt")}), 2)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert {b.dtype for b in model.buffers() if b.is_floating_point()} == {torch.float32}
+    assert torch.equal(model.backbone.layer1[0].conv1.weight, state["layer1.0.conv1.weight"].float())
