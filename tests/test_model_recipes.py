@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torchvision
 from transformers import Wav2Vec2Config, Wav2Vec2Model, WhisperConfig, WhisperModel
@@ -89,3 +90,44 @@ def test_fp16_resnet_state_dict_loads_as_fp32(tmp_path: Path) -> None:
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert {b.dtype for b in model.buffers() if b.is_floating_point()} == {torch.float32}
     assert torch.equal(model.backbone.layer1[0].conv1.weight, state["layer1.0.conv1.weight"].float())
+
+
+# --- 3. frozen means frozen, in training mode too -------------------------------------------------------------
+@pytest.mark.parametrize("freeze", [True, False])
+def test_frozen_resnet_keeps_batchnorm_statistics(freeze: bool) -> None:
+    cfg = config(**RESNET, **{"model.freeze_encoder": freeze, "data.max_seconds": 1.0})
+    torch.manual_seed(0)
+    model = MODELS.get("resnet50").build(cfg, 2).train()
+    featurizer = MODELS.get("resnet50").featurizer(cfg).train()
+    norms = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [(m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked)) for m in norms]
+    forward_batch(model, featurizer, batch_of([16000, 9000, 12000], seconds=1.0))
+    unchanged = [torch.equal(m.running_mean, mean) and torch.equal(m.running_var, var)
+                 and int(m.num_batches_tracked) == tracked
+                 for m, (mean, var, tracked) in zip(norms, before, strict=True)]
+    assert all(unchanged) if freeze else not any(unchanged)
+    assert model.head.training and model.training  # the head still trains (its dropout is on)
+
+
+@pytest.mark.parametrize("name", ["whisper", "wav2vec2"])
+def test_frozen_transformer_encoder_runs_in_eval_mode(name: str) -> None:
+    """A frozen encoder in a model put in training mode computes exactly what it computes in eval mode (no dropout,
+    no layer drop); an unfrozen one does train (dropout on)."""
+    dropouts = {"model.name": name, "model.dropout": 0.0}
+    frozen = MODELS.get(name).build(config(**dropouts, **{"model.freeze_encoder": True}), 2)
+    encoder = frozen.encoder if name == "whisper" else frozen.backbone
+    for module in encoder.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.5
+    if name == "whisper":
+        encoder.dropout = 0.5  # WhisperEncoder applies functional dropout with this rate
+    featurizer = MODELS.get(name).featurizer(config(**dropouts)).eval()
+    batch = batch_of([8000, 5000])
+    with torch.no_grad():
+        reference = forward_batch(frozen.eval(), featurizer, batch)["logits"]
+        frozen.train()
+        assert not encoder.training and frozen.head.training
+        torch.manual_seed(1)
+        assert torch.equal(forward_batch(frozen, featurizer, batch)["logits"], reference)
+    trainable = MODELS.get(name).build(config(**dropouts), 2).train()
+    assert (trainable.encoder if name == "whisper" else trainable.backbone.encoder).training

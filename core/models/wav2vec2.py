@@ -22,6 +22,7 @@ from core.errors import ConfigError
 from core.features import WaveformNormalizer
 from core.models import MODELS, ModelSpec
 from core.models.conditioning import ConditionedHead, check_conditioning, conditioned_head
+from core.models.freezing import FrozenPartsStayEval
 from core.models.whisper import quiet_transformers
 from core.statistics import FoldStatistics
 
@@ -54,7 +55,7 @@ def frame_mask(backbone: Wav2Vec2Model, lengths: torch.Tensor, frames: int) -> t
     return torch.arange(frames, device=lengths.device)[None, :] < real[:, None]
 
 
-class Wav2Vec2Classifier(nn.Module):
+class Wav2Vec2Classifier(FrozenPartsStayEval):
     def __init__(self, backbone: Wav2Vec2Model, head: ConditionedHead, freeze_encoder: bool,
                  freeze_feature_encoder: bool) -> None:
         super().__init__()
@@ -65,6 +66,7 @@ class Wav2Vec2Classifier(nn.Module):
         # Models with layer-norm feature encoders were trained with attention masks; group-norm ones (base) without.
         self.pass_attention_mask = backbone.config.feat_extract_norm == "layer"
         self.head = head
+        self.train()  # frozen parts in eval mode from the start
 
     def forward(self, features: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         attention = None

@@ -28,6 +28,7 @@ from core.models.conditioning import (
     extra_rows,
     spectrogram_rows,
 )
+from core.models.freezing import FrozenPartsStayEval
 from core.statistics import FoldStatistics
 
 SIZE_PRESETS: dict[str, dict[str, int]] = {
@@ -82,12 +83,13 @@ def load_encoder(source: str, size: str, n_mels: int, positions: int, conditioni
     return encoder
 
 
-class WhisperClassifier(nn.Module):
+class WhisperClassifier(FrozenPartsStayEval):
     def __init__(self, encoder: WhisperEncoder, head: ConditionedHead, freeze_encoder: bool) -> None:
         super().__init__()
         self.encoder = encoder
         self.encoder.requires_grad_(not freeze_encoder)
         self.head = head
+        self.train()  # frozen parts in eval mode from the start
 
     def forward(self, features: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         hidden = self.encoder(input_features=features).last_hidden_state
