@@ -64,6 +64,30 @@ def one_adamw_step(model: torch.nn.Module, cfg: Config) -> None:
     optimizer.step()
 
 
+# --- 1. Whisper's positional table ----------------------------------------------------------------------------
+@pytest.mark.parametrize("pretrained", [True, False], ids=["pretrained", "from-scratch"])
+@pytest.mark.parametrize("train_positions", [False, True])
+def test_positional_table_stays_frozen_unless_asked(pretrained: bool, train_positions: bool, tmp_path: Path) -> None:
+    """Whisper's table is fixed sinusoids (frozen in the checkpoint, in transformers and in OpenAI's code): one
+    AdamW step with weight decay leaves it bitwise unchanged; model.train_positions=true makes it a parameter."""
+    source = str(save_tiny_whisper(tmp_path / "whisper")) if pretrained else "none"
+    cfg = config(**{"model.pretrained": source, "model.train_positions": train_positions})
+    torch.manual_seed(0)
+    model = MODELS.get("whisper").build(cfg, 2)
+    table = model.encoder.embed_positions.weight
+    before = table.detach().clone()
+    layer = model.encoder.layers[0].fc1.weight.detach().clone()
+    one_adamw_step(model, cfg)
+    assert table.requires_grad == train_positions
+    assert torch.equal(table, before) != train_positions
+    assert not torch.equal(model.encoder.layers[0].fc1.weight, layer)  # the rest of the encoder did train
+
+
+def test_frozen_encoder_keeps_positions_frozen_too() -> None:
+    model = MODELS.get("whisper").build(config(**{"model.freeze_encoder": True, "model.train_positions": True}), 2)
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+
+
 # --- 2. pretrained weights in fp32 ----------------------------------------------------------------------------
 def test_fp16_wav2vec2_checkpoint_loads_as_fp32(tmp_path: Path) -> None:
     folder = save_tiny_wav2vec2(tmp_path / "w2v", torch.float16)

@@ -2,7 +2,8 @@
 
 Whisper's encoder demands exactly `2 * max_source_positions` mel frames. Short clips get a positional table of
 `frames // 2` rows; a pretrained table is *sliced* to those rows (never re-initialised), so the model sees the
-same positions it was trained with.
+same positions it was trained with. The table is fixed sinusoids, frozen in OpenAI's code and in transformers, and
+stays frozen here unless `model.train_positions` asks otherwise.
 """
 
 from __future__ import annotations
@@ -84,10 +85,13 @@ def load_encoder(source: str, size: str, n_mels: int, positions: int, conditioni
 
 
 class WhisperClassifier(FrozenPartsStayEval):
-    def __init__(self, encoder: WhisperEncoder, head: ConditionedHead, freeze_encoder: bool) -> None:
+    def __init__(self, encoder: WhisperEncoder, head: ConditionedHead, freeze_encoder: bool,
+                 train_positions: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.encoder.requires_grad_(not freeze_encoder)
+        # requires_grad_ above would also unfreeze the fixed sinusoidal table transformers leaves frozen.
+        self.encoder.embed_positions.requires_grad_(train_positions and not freeze_encoder)
         self.head = head
         self.train()  # frozen parts in eval mode from the start
 
@@ -101,7 +105,7 @@ def build(config: Config, num_outputs: int, stats: FoldStatistics | None = None)
     encoder = load_encoder(m.pretrained, m.size, config.features.n_mels, whisper_positions(config),
                            extra_rows(config))
     head = conditioned_head(config, stats, encoder.config.d_model, num_outputs)
-    return WhisperClassifier(encoder, head, m.freeze_encoder)
+    return WhisperClassifier(encoder, head, m.freeze_encoder, m.train_positions)
 
 
 def featurizer(config: Config, stats: FoldStatistics | None = None) -> nn.Module:
