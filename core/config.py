@@ -72,6 +72,7 @@ class ModelConfig:
     freeze_encoder: bool = False
     freeze_feature_encoder: bool = True  # wav2vec2: keep the convolutional feature encoder fixed
     train_positions: bool = False  # whisper: train the positional table (fixed sinusoids in Whisper: frozen)
+    pooling: str = "mean"  # whisper: mean (all encoder frames) | audio (frames of real audio, not the padding)
 
 
 @dataclass

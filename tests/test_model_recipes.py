@@ -14,6 +14,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2Model, WhisperConfig, WhisperMo
 
 from core.config import Config
 from core.data.batches import Batch
+from core.errors import ConfigError
 from core.models import MODELS, forward_batch
 from core.models.wav2vec2 import SIZE_PRESETS as WAV2VEC2_PRESETS
 
@@ -155,3 +156,40 @@ def test_frozen_transformer_encoder_runs_in_eval_mode(name: str) -> None:
         assert torch.equal(forward_batch(frozen, featurizer, batch)["logits"], reference)
     trainable = MODELS.get(name).build(config(**dropouts), 2).train()
     assert (trainable.encoder if name == "whisper" else trainable.backbone.encoder).training
+
+
+# --- 4. Whisper pooling ---------------------------------------------------------------------------------------
+def pooled_and_hidden(pooling: str, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(what the head received, the encoder's frames) for clips of `lengths` samples."""
+    cfg = config(**{"model.pooling": pooling})
+    torch.manual_seed(0)
+    model = MODELS.get("whisper").build(cfg, 2).eval()
+    featurizer = MODELS.get("whisper").featurizer(cfg).eval()
+    batch = batch_of(lengths)
+    received: list[torch.Tensor] = []
+    model.head.register_forward_pre_hook(lambda module, args: received.append(args[0]))
+    with torch.no_grad():
+        features = featurizer(batch)
+        model(features, batch)
+        hidden = model.encoder(input_features=features).last_hidden_state
+    return received[0], hidden
+
+
+def test_audio_pooling_averages_the_frames_of_real_audio_only() -> None:
+    """Encoder frames are 20 ms (two 10 ms mel hops): 0.3 s of audio is the first 15 of 25 frames, 0.1 s + one
+    sample reaches into the 6th frame, and a full 0.5 s clip is all 25."""
+    pooled, hidden = pooled_and_hidden("audio", [4800, 1601, 8000])
+    assert hidden.shape[1] == 25
+    for row, frames in enumerate([15, 6, 25]):
+        torch.testing.assert_close(pooled[row], hidden[row, :frames].mean(dim=0), rtol=0, atol=1e-6)
+    assert not torch.allclose(pooled[0], hidden[0].mean(dim=0), atol=1e-4)  # the padding did matter
+
+
+def test_mean_pooling_averages_every_frame() -> None:
+    pooled, hidden = pooled_and_hidden("mean", [4800, 8000])
+    torch.testing.assert_close(pooled, hidden.mean(dim=1), rtol=0, atol=1e-6)
+
+
+def test_unknown_pooling_names_the_field_and_the_choices() -> None:
+    with pytest.raises(ConfigError, match=r"model\.pooling='max'.*audio, mean"):
+        MODELS.get("whisper").build(config(**{"model.pooling": "max"}), 2)
