@@ -38,13 +38,15 @@ from core.evaluate import predict, score
 from core.losses import LOSSES
 from core.metrics import METRICS
 from core.models import MODELS
+from core.models.whisper import POOLINGS
 from core.optim import OPTIMIZERS, SCHEDULERS
 from core.statistics import FoldStatistics
 from core.train import EpochResult, NonFiniteLossError, resolve_device, train_fold
 
 # Keys whose value names a registry entry: --help lists the names registered right now.
 CHOICES: dict[str, Callable[[], list[str]]] = {
-    "model.name": MODELS.names, "loss.name": LOSSES.names, "optim.name": OPTIMIZERS.names,
+    "model.name": MODELS.names, "model.pooling": POOLINGS.names, "loss.name": LOSSES.names,
+    "optim.name": OPTIMIZERS.names,
     "optim.sam_base": lambda: [name for name in OPTIMIZERS.names() if name != "sam"],
     "optim.scheduler": SCHEDULERS.names, "train.metric": METRICS.names, "train.sampler": SAMPLERS.names}
 

@@ -79,6 +79,8 @@ class ModelConfig:
     dropout: float = 0.1
     freeze_encoder: bool = False
     freeze_feature_encoder: bool = True  # wav2vec2: keep the convolutional feature encoder fixed
+    train_positions: bool = False  # whisper: train the positional table (fixed sinusoids in Whisper: frozen)
+    pooling: str = "mean"  # whisper: mean (all encoder frames) | audio (frames of real audio, not the padding)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Whisper encoder + per-word balancing loss: learning rate, warmup, weight decay and SpecAugment searched."""
+"""Whisper encoder + per-word balancing loss: learning rate, warmup, weight decay, SpecAugment and pooling searched."""
 
 from __future__ import annotations
 
@@ -25,11 +25,13 @@ def suggest_rest(trial: optuna.Trial) -> None:
     trial.suggest_int("augment.time_masks", 0, 2)
     trial.suggest_int("augment.freq_mask", 0, 24)
     trial.suggest_int("augment.freq_masks", 0, 2)
+    trial.suggest_categorical("model.pooling", ["mean", "audio"])  # all encoder frames, or real audio only
 
 
 SPACE = register(SearchSpace(
     name="whisper_balancing",
-    description="Whisper encoder, balancing loss (CE x 1/P(label|word)); lr, warmup, weight decay, SpecAugment.",
+    description="Whisper encoder, balancing loss (CE x 1/P(label|word)); lr, warmup, weight decay, SpecAugment, "
+                "pooling.",
     base={"model.name": "whisper", "model.pretrained": "openai/whisper-base", "loss.name": "balancing",
           "data.k_fold": 5, "train.epochs": 10},
     define=define,

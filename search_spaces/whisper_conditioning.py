@@ -12,6 +12,7 @@ from search_spaces.space import SearchSpace, register
 
 def define(trial: optuna.Trial) -> dict[str, Any]:
     trial.suggest_float("optim.lr", 1e-5, 1e-3, log=True)
+    trial.suggest_categorical("model.pooling", ["mean", "audio"])  # all encoder frames, or real audio only
     mode = trial.suggest_categorical("features.conditioning", ["none", "rows", "embed"])
     if mode == "rows":
         trial.suggest_float("features.age_momentum", 0.1, 2.0)

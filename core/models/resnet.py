@@ -30,6 +30,7 @@ from core.models.conditioning import (
     extra_rows,
     spectrogram_rows,
 )
+from core.models.freezing import FrozenPartsStayEval
 from core.statistics import FoldStatistics
 
 IMAGE_SIZE = 224
@@ -83,12 +84,13 @@ def load_backbone(source: str) -> torchvision.models.ResNet:
     return backbone
 
 
-class ResNetClassifier(nn.Module):
+class ResNetClassifier(FrozenPartsStayEval):
     def __init__(self, backbone: torchvision.models.ResNet, head: ConditionedHead, freeze_encoder: bool) -> None:
         super().__init__()
         self.backbone = backbone
         self.backbone.requires_grad_(not freeze_encoder)
         self.head = head
+        self.train()  # frozen parts in eval mode from the start
 
     def forward(self, features: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         return self.head(self.backbone(features.unsqueeze(1)), batch)

@@ -21,6 +21,7 @@ from core.data.batches import Batch
 from core.errors import ConfigError
 from core.features import WaveformNormalizer
 from core.models.conditioning import ConditionedHead, check_conditioning, conditioned_head
+from core.models.freezing import FrozenPartsStayEval
 from core.models.whisper import quiet_transformers
 from core.statistics import FoldStatistics
 
@@ -42,7 +43,9 @@ def load_backbone(source: str, size: str) -> Wav2Vec2Model:
     if source == "none":
         return Wav2Vec2Model(Wav2Vec2Config(**SIZE_PRESETS[size], **NO_HF_MASKING))
     with quiet_transformers():
-        return Wav2Vec2Model.from_pretrained(source, **NO_HF_MASKING)
+        # fp32 whatever the checkpoint's dtype: transformers 5 loads it as stored (dtype="auto"), so an fp16
+        # checkpoint would give an fp16 backbone under the fp32 head.
+        return Wav2Vec2Model.from_pretrained(source, dtype=torch.float32, **NO_HF_MASKING)
 
 
 def frame_mask(backbone: Wav2Vec2Model, lengths: torch.Tensor, frames: int) -> torch.Tensor:
@@ -51,7 +54,7 @@ def frame_mask(backbone: Wav2Vec2Model, lengths: torch.Tensor, frames: int) -> t
     return torch.arange(frames, device=lengths.device)[None, :] < real[:, None]
 
 
-class Wav2Vec2Classifier(nn.Module):
+class Wav2Vec2Classifier(FrozenPartsStayEval):
     def __init__(self, backbone: Wav2Vec2Model, head: ConditionedHead, freeze_encoder: bool,
                  freeze_feature_encoder: bool) -> None:
         super().__init__()
@@ -62,6 +65,7 @@ class Wav2Vec2Classifier(nn.Module):
         # Models with layer-norm feature encoders were trained with attention masks; group-norm ones (base) without.
         self.pass_attention_mask = backbone.config.feat_extract_norm == "layer"
         self.head = head
+        self.train()  # frozen parts in eval mode from the start
 
     def forward(self, features: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         attention = None

@@ -1,14 +1,20 @@
-"""Whisper encoder classifier: HF `WhisperEncoder` sized to the clip, mean-pooled, projection + head.
+"""Whisper encoder classifier: HF `WhisperEncoder` sized to the clip, pooled over time, projection + head.
 
 Whisper's encoder demands exactly `2 * max_source_positions` mel frames. Short clips get a positional table of
 `frames // 2` rows; a pretrained table is *sliced* to those rows (never re-initialised), so the model sees the
-same positions it was trained with.
+same positions it was trained with. The table is fixed sinusoids, frozen in OpenAI's code and in transformers, and
+stays frozen here unless `model.train_positions` asks otherwise.
+
+Pooling (`model.pooling`): `mean` averages all encoder frames, as the original recipe and transformers'
+`WhisperForAudioClassification` do; clips are zero-padded to `data.max_seconds`, so for short clips most of those
+frames are padding. `audio` averages only the frames of real audio: each encoder frame spans two mel hops, and
+frame j (centred on mel frame 2j, i.e. sample 2j * hop) counts when its centre lies inside the clip.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -28,6 +34,8 @@ from core.models.conditioning import (
     extra_rows,
     spectrogram_rows,
 )
+from core.models.freezing import FrozenPartsStayEval
+from core.registry import Registry
 from core.statistics import FoldStatistics
 
 SIZE_PRESETS: dict[str, dict[str, int]] = {
@@ -73,7 +81,8 @@ def load_encoder(source: str, size: str, n_mels: int, positions: int, conditioni
         if positions > hf_config.max_source_positions:
             raise ConfigError(f"data.max_seconds: clips give {positions} positions but {source} has only "
                               f"{hf_config.max_source_positions}")
-        state = WhisperModel.from_pretrained(source).encoder.state_dict()
+        # fp32 whatever the checkpoint's dtype (transformers would otherwise load it as stored, e.g. fp16).
+        state = WhisperModel.from_pretrained(source, dtype=torch.float32).encoder.state_dict()
     state["embed_positions.weight"] = state["embed_positions.weight"][:positions].clone()
     hf_config.max_source_positions = positions
     encoder = WhisperEncoder(hf_config)
@@ -81,16 +90,44 @@ def load_encoder(source: str, size: str, n_mels: int, positions: int, conditioni
     return encoder
 
 
-class WhisperClassifier(nn.Module):
-    def __init__(self, encoder: WhisperEncoder, head: ConditionedHead, freeze_encoder: bool) -> None:
+# (hidden [B, frames, d_model], real frames [B]) -> pooled [B, d_model]
+Pooling = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+POOLINGS: Registry[Pooling] = Registry("pooling")
+
+
+@POOLINGS.register("mean")
+def mean_pooling(hidden: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor:
+    return hidden.mean(dim=1)
+
+
+@POOLINGS.register("audio")
+def audio_pooling(hidden: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor:
+    mask = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < real_frames[:, None]
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1)
+
+
+class WhisperClassifier(FrozenPartsStayEval):
+    def __init__(self, encoder: WhisperEncoder, head: ConditionedHead, freeze_encoder: bool,
+                 train_positions: bool = False, pooling: str = "mean", hop_length: int = 160) -> None:
         super().__init__()
         self.encoder = encoder
         self.encoder.requires_grad_(not freeze_encoder)
+        # requires_grad_ above would also unfreeze the fixed sinusoidal table transformers leaves frozen.
+        self.encoder.embed_positions.requires_grad_(train_positions and not freeze_encoder)
         self.head = head
+        self.pool = POOLINGS.get(pooling)
+        self.samples_per_frame = 2 * hop_length  # the encoder's second convolution has stride 2
+        self.train()  # frozen parts in eval mode from the start
+
+    def real_frames(self, lengths: torch.Tensor, frames: int) -> torch.Tensor:
+        """[B] encoder frames whose centre (sample j * samples_per_frame) lies in the clip; at least 1."""
+        return torch.div(lengths + self.samples_per_frame - 1, self.samples_per_frame,
+                         rounding_mode="floor").clamp(1, frames)
 
     def forward(self, features: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         hidden = self.encoder(input_features=features).last_hidden_state
-        return self.head(hidden.mean(dim=1), batch)
+        return self.head(self.pool(hidden, self.real_frames(batch.lengths, hidden.shape[1])), batch)
 
 
 def build(config: Config, num_outputs: int, stats: FoldStatistics | None = None) -> nn.Module:
@@ -98,7 +135,8 @@ def build(config: Config, num_outputs: int, stats: FoldStatistics | None = None)
     encoder = load_encoder(m.pretrained, m.size, config.features.n_mels, whisper_positions(config),
                            extra_rows(config))
     head = conditioned_head(config, stats, encoder.config.d_model, num_outputs)
-    return WhisperClassifier(encoder, head, m.freeze_encoder)
+    return WhisperClassifier(encoder, head, m.freeze_encoder, m.train_positions, m.pooling,
+                             config.features.hop_length)
 
 
 def featurizer(config: Config, stats: FoldStatistics | None = None) -> nn.Module:
@@ -111,6 +149,7 @@ def check(config: Config) -> None:
     if whisper_positions(config) < 1:
         raise ConfigError("data.max_seconds: too short for Whisper (needs at least 2 mel frames)")
     check_conditioning(config, takes_rows=True)
+    POOLINGS.check("model.pooling", config.model.pooling)
 
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
