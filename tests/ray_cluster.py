@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -107,8 +107,9 @@ class CliProcess:
     """A CLI run as a subprocess whose stdout lines are collected as they come, so a test can act mid-run
     (kill a worker, SIGKILL or interrupt the driver). Own session: its leftovers can be found and ended."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE,
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, prefix: Sequence[str] = ()) -> None:
+        """`prefix`: a command that runs ours, e.g. nsenter into another node's namespaces."""
+        self.process = subprocess.Popen([*prefix, sys.executable, "-m", *args], stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True, env=env, cwd=cwd, start_new_session=True)
         self.lines: list[str] = []
         self.errors: list[str] = []
