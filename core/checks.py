@@ -28,7 +28,7 @@ from core.metrics import METRICS
 from core.models import MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS
 from core.registry import CLASSIFICATION, REGRESSION, Registry
-from core.report import positive_class
+from core.statistics import positive_class
 
 SAM = "sam"
 ONE_CYCLE_MIN_STEPS = 3  # OneCycleLR divides by the length of its rising and falling phases, each >= 1 step

@@ -16,24 +16,11 @@ from sklearn.metrics import confusion_matrix
 
 from core.config import Config
 from core.data.dataset import AudioData
-from core.errors import ConfigError
 from core.metrics import classification_metrics, recall_average, regression_metrics
+from core.statistics import positive_class
 
 BOOTSTRAP = 1000  # draws per interval
 LEVEL = 0.95
-
-
-def positive_class(classes: list[str], wanted: str) -> int:
-    """Id of the positive (screen-positive) class: `data.positive_class`, else a class named `abnormal`."""
-    if wanted:
-        if wanted not in classes:
-            raise ConfigError(f"data.positive_class={wanted!r}: not a class of the data ({', '.join(classes)})")
-        return classes.index(wanted)
-    lowered = [name.lower() for name in classes]
-    if "abnormal" in lowered:
-        return lowered.index("abnormal")
-    raise ConfigError(f"data.positive_class is not set and no class is named 'abnormal' (classes: "
-                      f"{', '.join(classes)}): name the positive class, e.g. --set data.positive_class={classes[-1]}")
 
 
 def age_bands(ages: np.ndarray, edges: list[float]) -> np.ndarray:

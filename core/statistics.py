@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.errors import ConfigError
+
 if TYPE_CHECKING:
     from core.data.dataset import AudioData
 
@@ -22,7 +24,7 @@ class FoldStatistics:
     target_mean: float = math.nan  # regression: mean and std of the training targets (NaN for classification)
     target_std: float = math.nan
     words: tuple[str, ...] = ()  # names by word id (empty when built from bare arrays); the difficulty CSV needs them
-    classes: tuple[str, ...] = ()  # names by class id; picks the abnormal class
+    classes: tuple[str, ...] = ()  # names by class id; the positive class is named (data.positive_class)
 
     @property
     def num_words(self) -> int:
@@ -55,17 +57,26 @@ class FoldStatistics:
         totals = counts.sum(axis=1, keepdims=True)
         return np.divide(counts, totals, out=np.full(counts.shape, 1.0 / counts.shape[1]), where=totals > 0)
 
-    @property
-    def abnormal_class(self) -> int:
-        """Id of the class named `abnormal` (any case) if there is one, else class id 1."""
-        lowered = [name.lower() for name in self.classes]
-        return lowered.index("abnormal") if "abnormal" in lowered else 1
+    def positive_class(self, wanted: str) -> int:
+        """Id of the positive class (`data.positive_class`, else the class named `abnormal`): see `positive_class`."""
+        return positive_class(list(self.classes), wanted)
 
-    def abnormal_rate(self) -> np.ndarray:
-        """[words] share of each word's training rows in the abnormal class; 0 for a word without training rows
-        (or without an abnormal class), which no training row can then use anyway."""
-        counts, abnormal = self.word_label_counts, self.abnormal_class
-        if abnormal >= counts.shape[1]:
-            return np.zeros(counts.shape[0])
+    def positive_rate(self, positive: int) -> np.ndarray:
+        """[words] share of each word's training rows in class `positive`; 0 for a word without training rows,
+        which no training row can then use anyway."""
+        counts = self.word_label_counts
         totals = counts.sum(axis=1)
-        return np.divide(counts[:, abnormal], totals, out=np.zeros(counts.shape[0]), where=totals > 0)
+        return np.divide(counts[:, positive], totals, out=np.zeros(counts.shape[0]), where=totals > 0)
+
+
+def positive_class(classes: list[str], wanted: str) -> int:
+    """Id of the positive (screen-positive) class: `data.positive_class`, else a class named `abnormal`."""
+    if wanted:
+        if wanted not in classes:
+            raise ConfigError(f"data.positive_class={wanted!r}: not a class of the data ({', '.join(classes)})")
+        return classes.index(wanted)
+    lowered = [name.lower() for name in classes]
+    if "abnormal" in lowered:
+        return lowered.index("abnormal")
+    raise ConfigError(f"data.positive_class is not set and no class is named 'abnormal' (classes: "
+                      f"{', '.join(classes)}): name the positive class, e.g. --set data.positive_class={classes[-1]}")

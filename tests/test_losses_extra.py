@@ -72,25 +72,33 @@ def test_focal_with_gamma_zero_is_cross_entropy() -> None:
     assert value == pytest.approx(torch_ce, rel=1e-6)
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.25])
-def test_focal_matches_hand_formula(alpha: float) -> None:
-    stats = stats_for(TARGETS, [0] * 5, 2, 1)
+@pytest.mark.parametrize(("alpha", "classes", "positive"), [
+    (0.0, ("abnormal", "normal"), 0), (0.25, ("normal", "abnormal"), 1), (0.25, ("abnormal", "normal"), 0)])
+def test_focal_matches_hand_formula(alpha: float, classes: tuple[str, str], positive: int) -> None:
+    stats = stats_for(TARGETS, [0] * 5, 2, 1, classes=classes)
     value = loss_of("focal", stats, LOGITS, TARGETS, [0] * 5, **{"loss.gamma": 2.0, "loss.alpha": alpha})
-    # alpha weighs class 1, 1 - alpha class 0; alpha = 0 means no weighting at all.
-    weights = [1.0] * 5 if alpha == 0 else [alpha if t == 1 else 1 - alpha for t in TARGETS]
+    # alpha weighs the positive class (named `abnormal` here, whatever its id), 1 - alpha the other; 0: none.
+    weights = [1.0] * 5 if alpha == 0 else [alpha if t == positive else 1 - alpha for t in TARGETS]
     expected = np.mean([w * f for w, f in zip(weights, hand_focal(LOGITS, TARGETS, 2.0), strict=True)])
     assert value == pytest.approx(expected, rel=1e-6)
     assert value < np.mean(hand_ce(LOGITS, TARGETS))  # focusing only ever shrinks each clip's term
 
 
-def test_focal_alpha_with_three_classes_weighs_class_zero_by_one_minus_alpha() -> None:
+def test_focal_alpha_with_three_classes_weighs_the_named_positive_class_by_alpha() -> None:
     logits = [[0.3, -0.2, 1.0], [2.0, 0.1, -1.0], [0.0, 0.0, 0.5]]
     targets = [2, 0, 1]
-    stats = stats_for(targets, [0, 0, 0], 3, 1)
-    value = loss_of("focal", stats, logits, targets, [0, 0, 0], **{"loss.gamma": 1.5, "loss.alpha": 0.3})
-    weights = [0.3, 0.7, 0.3]
+    stats = stats_for(targets, [0, 0, 0], 3, 1, classes=("mild", "none", "severe"))
+    value = loss_of("focal", stats, logits, targets, [0, 0, 0],
+                    **{"loss.gamma": 1.5, "loss.alpha": 0.3, "data.positive_class": "severe"})
+    weights = [0.3, 0.7, 0.7]  # targets 2 (severe: alpha), 0 and 1 (1 - alpha)
     expected = np.mean([w * f for w, f in zip(weights, hand_focal(logits, targets, 1.5), strict=True)])
     assert value == pytest.approx(expected, rel=1e-6)
+
+
+def test_focal_alpha_needs_a_named_positive_class() -> None:
+    stats = stats_for(TARGETS, [0] * 5, 2, 1, classes=("ssd", "typical"))
+    with pytest.raises(ConfigError, match=r"data\.positive_class is not set and no class is named 'abnormal'"):
+        loss_of("focal", stats, LOGITS, TARGETS, [0] * 5, **{"loss.alpha": 0.25})
 
 
 def test_focal_gradient_stays_finite_when_a_clip_is_certain() -> None:
@@ -148,14 +156,17 @@ def difficulty_stats(classes: tuple[str, ...]) -> FoldStatistics:
     return stats_for(targets, words, 2, 4, classes=classes, words=("rabbit", "sun", "cat", "토끼"))
 
 
-@pytest.mark.parametrize(("classes", "rates"), [
-    (("abnormal", "normal"), [2 / 8, 3 / 4, 0.0, 0.0]),  # the class named abnormal (id 0)
-    (("Normal", "ABNORMAL"), [6 / 8, 1 / 4, 1.0, 0.0]),  # named in any case (id 1)
-    (("ok", "not_ok"), [6 / 8, 1 / 4, 1.0, 0.0]),  # no class named abnormal: class id 1
+@pytest.mark.parametrize(("classes", "positive", "rates"), [
+    (("abnormal", "normal"), "", [2 / 8, 3 / 4, 0.0, 0.0]),  # the class named abnormal (id 0)
+    (("Normal", "ABNORMAL"), "", [6 / 8, 1 / 4, 1.0, 0.0]),  # named in any case (id 1)
+    (("ok", "not_ok"), "not_ok", [6 / 8, 1 / 4, 1.0, 0.0]),  # no class named abnormal: data.positive_class names it
+    (("ok", "not_ok"), "ok", [2 / 8, 3 / 4, 0.0, 0.0]),
 ])
-def test_difficulty_weights_from_the_training_table(classes: tuple[str, ...], rates: list[float]) -> None:
+def test_difficulty_weights_from_the_training_table(classes: tuple[str, ...], positive: str,
+                                                    rates: list[float]) -> None:
     stats = difficulty_stats(classes)
-    config = Config().with_overrides({"loss.name": "difficulty", "loss.difficulty_lambda": 2.0})
+    config = Config().with_overrides({"loss.name": "difficulty", "loss.difficulty_lambda": 2.0,
+                                      "data.positive_class": positive})
     loss_fn = LOSSES.get("difficulty")(config, stats)
     expected = [1 + 2.0 * rate for rate in rates]
     np.testing.assert_allclose(loss_fn.weights.numpy(), expected, rtol=1e-6)
@@ -163,6 +174,12 @@ def test_difficulty_weights_from_the_training_table(classes: tuple[str, ...], ra
     value = loss_fn({"logits": torch.tensor(LOGITS)}, batch_of(TARGETS, words)).item()
     ce = hand_ce(LOGITS, TARGETS)
     assert value == pytest.approx(np.mean([expected[w] * c for w, c in zip(words, ce, strict=True)]), rel=1e-6)
+
+
+def test_difficulty_never_guesses_the_positive_class() -> None:
+    config = Config().with_overrides({"loss.name": "difficulty"})
+    with pytest.raises(ConfigError, match=r"data\.positive_class is not set and no class is named 'abnormal'"):
+        LOSSES.get("difficulty")(config, difficulty_stats(("ok", "not_ok")))
 
 
 def test_difficulty_lambda_zero_is_cross_entropy() -> None:

@@ -14,9 +14,9 @@ from core.report import (
     age_bands,
     classification_report,
     per_group_uar,
-    positive_class,
     regression_report,
 )
+from core.statistics import positive_class
 
 
 def test_positive_class_is_named_never_guessed_by_id() -> None:

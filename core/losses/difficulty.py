@@ -2,8 +2,8 @@
 
 Some target words are much harder to articulate than others; weighting them up makes the model spend more effort
 where clinicians see most errors. difficulty(word) is, by default, the word's abnormal rate in the fold's training
-split (never the whole set); the abnormal class is the class named `abnormal` (any case) if there is one, else
-class id 1 (see `FoldStatistics.abnormal_class`). A word without training rows gets difficulty 0 (weight 1).
+split (never the whole set), i.e. the share of its clips in the positive class (`data.positive_class`, default the
+class named `abnormal`; never a guessed class id). A word without training rows gets difficulty 0 (weight 1).
 With `loss.difficulty_file`, difficulty comes from a user CSV with the header `word,difficulty` (UTF-8; other
 columns ignored), one finite difficulty >= 0 per word; every word of the data must be listed.
 The weights are not renormalised: weight = 1 + lambda x difficulty exactly, so lambda = 0 is cross-entropy.
@@ -79,12 +79,15 @@ def file_difficulty(path: str | Path, words: tuple[str, ...]) -> np.ndarray:
     return np.array([table[word] for word in words], dtype=np.float64)
 
 
-def difficulty_weights(stats: FoldStatistics, lam: float, path: str = "") -> np.ndarray:
-    """[words] 1 + lam x difficulty, difficulty from `path` if given, else the training split's abnormal rate."""
+def difficulty_weights(stats: FoldStatistics, lam: float, path: str = "", positive: int | None = None) -> np.ndarray:
+    """[words] 1 + lam x difficulty, difficulty from `path` if given, else the training split's rate of the
+    `positive` class."""
     if path and len(stats.words) != stats.num_words:
         raise DataError(f"{path}: loss.difficulty_file needs the word names, but these fold statistics have none "
                         "(build them with FoldStatistics.from_data)")
-    difficulty = file_difficulty(path, stats.words) if path else stats.abnormal_rate()
+    if not path and positive is None:
+        raise ValueError("difficulty_weights needs the positive class when no difficulty file is given")
+    difficulty = file_difficulty(path, stats.words) if path else stats.positive_rate(positive)
     return (1.0 + lam * difficulty).astype(np.float32)
 
 
@@ -99,4 +102,6 @@ class DifficultyLoss(nn.Module):
 
 
 def build(config: Config, stats: FoldStatistics) -> nn.Module:
-    return DifficultyLoss(difficulty_weights(stats, config.loss.difficulty_lambda, config.loss.difficulty_file))
+    positive = None if config.loss.difficulty_file else stats.positive_class(config.data.positive_class)
+    return DifficultyLoss(difficulty_weights(stats, config.loss.difficulty_lambda, config.loss.difficulty_file,
+                                             positive))

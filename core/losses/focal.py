@@ -1,10 +1,10 @@
 """Focal loss: cross-entropy scaled by (1 - p_target)^gamma, so clips the model already gets right count less and
 training time goes to the hard ones. gamma = 0 is plain cross-entropy.
 
-`loss.alpha` (0 = off) adds a fixed class weight: in binary tasks alpha for class 1 and 1 - alpha for class 0.
-With more classes, class 0 keeps 1 - alpha and every other class gets alpha (class 0 plays the "background" of
-the detection papers). Class ids follow the sorted class names, so with labels abnormal/normal class 1 is
-`normal`. The batch loss is the plain mean of weight x focal term over the clips (no division by the weights).
+`loss.alpha` (0 = off) adds a fixed class weight: alpha for the positive class (`data.positive_class`, default
+the class named `abnormal`: the "foreground" of the detection papers) and 1 - alpha for every other class. The
+class is named, never guessed from sorted ids. The batch loss is the plain mean of weight x focal term over the
+clips (no division by the weights).
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ def focal_per_clip(logits: torch.Tensor, targets: torch.Tensor, gamma: float) ->
     return -focus * log_p
 
 
-def alpha_weights(alpha: float, num_classes: int) -> np.ndarray | None:
-    """Per-class weights for `loss.alpha`: 1 - alpha for class 0, alpha for the others; None when alpha is 0."""
+def alpha_weights(alpha: float, num_classes: int, positive: int) -> np.ndarray | None:
+    """Per-class weights for `loss.alpha`: alpha for class `positive`, 1 - alpha for the others; None when alpha
+    is 0."""
     if alpha == 0:
         return None
-    weights = np.full(num_classes, alpha, dtype=np.float32)
-    weights[0] = 1.0 - alpha
+    weights = np.full(num_classes, 1.0 - alpha, dtype=np.float32)
+    weights[positive] = alpha
     return weights
 
 
@@ -53,4 +54,5 @@ class FocalLoss(nn.Module):
 
 
 def build(config: Config, stats: FoldStatistics) -> nn.Module:
-    return FocalLoss(config.loss.gamma, alpha_weights(config.loss.alpha, len(stats.class_counts)))
+    positive = stats.positive_class(config.data.positive_class) if config.loss.alpha else 0
+    return FocalLoss(config.loss.gamma, alpha_weights(config.loss.alpha, len(stats.class_counts), positive))
