@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -33,6 +33,10 @@ class ModelSpec:
     build: ModelBuilder
     featurizer: FeaturizerBuilder
     check: Callable[[Config], None]  # raise ConfigError for settings this model cannot take
+    # Models with a Hugging Face backbone: model -> that backbone's config as a dict. A model folder saves it, and
+    # `build(config, outputs, stats, architecture=it)` rebuilds the same shape (random weights, replaced by the
+    # saved ones) without reading `model.pretrained` again (core/model_folder.py).
+    architecture: Callable[[nn.Module], dict[str, Any]] | None = None
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
