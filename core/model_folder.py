@@ -85,6 +85,8 @@ def save_model_folder(folder: Path, model: nn.Module, featurizer: nn.Module, con
     save_file({k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}, str(folder / WEIGHTS),
               metadata={"format": FORMAT, "version": str(VERSION)})
     config.to_json(folder / CONFIG)
+    # safetensors creates its file readable by the owner only; give it the umask's mode, as the JSON files have.
+    (folder / WEIGHTS).chmod((folder / CONFIG).stat().st_mode & 0o777)
     metadata = {"format": FORMAT, "version": VERSION, "model": config.model.name, "classes": list(stats.classes),
                 "words": list(stats.words), "statistics": stats.to_dict(), "decoding": decoding_settings(config),
                 "conditioning": config.features.conditioning, "target": config.data.target,
