@@ -2,8 +2,9 @@
 
 The original `main.py` workflow and the way to debug a recipe: prints one line per epoch per fold and the fold
 mean ± std of the selected epochs (train.select); with --out, writes fold<N>.json (every epoch's numbers),
-fold<N>.pt (the fold's selected model) and summary.json. --eval-only scores a saved model (fold<N>.pt, or
-tune.final's model.pt) on the held-out test set, or with --fold N on that fold's validation rows.
+fold<N>/ (the fold's selected model, a self-contained model folder: see core/model_folder.py) and summary.json.
+--eval-only scores a saved model folder (fold<N>/, or tune.final's --out) on the held-out test set, or with
+--fold N on that fold's validation rows.
 
 Config layers: defaults < --config (plain, or a best_config.json export) < --data < --set KEY=VALUE.
 """
@@ -25,23 +26,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from core.checks import check_config, check_run
-from core.command_line import ArgumentParser, check_output_folder, write_json
+from core.command_line import ArgumentParser, check_output_folder, run_command, write_json
 from core.config import Config, load_config_file, parse_assignment
 from core.data.dataset import AudioData, prepare_data
 from core.data.recorded import beside_config
 from core.data.samplers import SAMPLERS
-from core.errors import ConfigError, DataError, UserError
-from core.evaluate import predict, score
+from core.errors import UserError
 from core.losses import LOSSES
 from core.metrics import METRICS
+from core.model_folder import ModelFolder, evaluate_model, read_model_folder, save_model_folder
 from core.models import MODELS
 from core.models.whisper import POOLINGS
 from core.optim import OPTIMIZERS, SCHEDULERS
 from core.statistics import FoldStatistics
-from core.train import EpochResult, NonFiniteLossError, resolve_device, train_fold
+from core.train import EpochResult, NonFiniteLossError, train_fold
 
 # Keys whose value names a registry entry: --help lists the names registered right now.
 CHOICES: dict[str, Callable[[], list[str]]] = {
@@ -94,38 +94,25 @@ def build_parser() -> ArgumentParser:
                    help="config override, repeatable, e.g. --set optim.lr=3e-4 --set train.epochs=5")
     p.add_argument("--fold", type=int, metavar="N", help="run (or with --eval-only: validate on) fold N only "
                                                          "(default: every fold)")
-    p.add_argument("--out", metavar="DIR", help="write fold<N>.json, fold<N>.pt (the selected model) and "
-                                                "summary.json here (default: print only)")
+    p.add_argument("--out", metavar="DIR", help="write fold<N>.json, fold<N>/ (the selected model, a model folder) "
+                                                "and summary.json here (default: print only)")
     p.add_argument("--overwrite", action="store_true", help="replace files of an earlier run in --out")
     p.add_argument("--allow-changed-data", action="store_true",
                    help="use the config's recorded split (data.splits_file) although the manifest changed since")
     p.add_argument("--eval-only", action="store_true", help="no training: score --checkpoint on the test set "
                                                             "(or on fold N's validation rows with --fold N)")
-    p.add_argument("--checkpoint", metavar="PATH", help="with --eval-only: fold<N>.pt from --out, or tune.final's "
-                                                        "model.pt")
+    p.add_argument("--checkpoint", metavar="PATH", help="with --eval-only: a model folder: fold<N>/ from --out, or "
+                                                        "tune.final's --out")
     return p
 
 
 # --- config and folds -------------------------------------------------------------------------------------------
-def load_checkpoint(path: str) -> dict[str, Any]:
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"--checkpoint {file}: not found")
-    try:
-        saved = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise UserError(f"--checkpoint {file}: not a model checkpoint ({str(error).splitlines()[0]})") from error
-    if not isinstance(saved, dict) or "model" not in saved:
-        raise UserError(f"--checkpoint {file}: no 'model' state in it (expected fold<N>.pt or model.pt)")
-    return saved
-
-
-def resolve_config(args: argparse.Namespace, checkpoint: dict[str, Any] | None) -> Config:
+def resolve_config(args: argparse.Namespace, checkpoint: ModelFolder | None) -> Config:
     if args.config:
         config = load_config_file(args.config)
         config = config.with_overrides({"data.splits_file": beside_config(config.data.splits_file, args.config)})
-    elif checkpoint is not None and "config" in checkpoint:
-        config = Config.from_dict(checkpoint["config"])
+    elif checkpoint is not None:
+        config = checkpoint.config
     else:
         config = Config()
     overrides: dict[str, Any] = {"data.manifest": args.data} if args.data else {}
@@ -166,9 +153,12 @@ def run_fold(config: Config, data: AudioData, index: int, out: Path | None) -> d
               "train_rows": int(len(fold.train)), "valid_rows": int(len(fold.valid))}
     if out is not None:
         write_json(out / f"fold{index}.json", record)
-        torch.save({"model": last.model.state_dict(), "featurizer": last.featurizer.state_dict(),
-                    "config": config.to_dict(), "fold": index, "epoch": selected, "classes": data.classes,
-                    "words": data.words}, out / f"fold{index}.pt")
+        stats = FoldStatistics.from_data(data, fold.train)  # what train_fold built the model with
+        card = {"trained_on": {"manifest": str(data.manifest.source), "rows": f"fold {index}'s training rows",
+                               "clips": int(len(fold.train)), "fold": index, "epoch": selected,
+                               "classes": dict(zip(data.classes, stats.class_counts.tolist(), strict=True))},
+                "metric": config.train.metric, "validation": record["metrics"], "validation_clips": len(fold.valid)}
+        save_model_folder(out / f"fold{index}", last.model, last.featurizer, config, stats, card)
     return record
 
 
@@ -195,30 +185,13 @@ def train_folds(config: Config, data: AudioData, folds: list[int], out: Path | N
 
 
 # --- evaluation --------------------------------------------------------------------------------------------------
-def evaluate_checkpoint(config: Config, data: AudioData, saved: dict[str, Any], fold: int | None,
+def evaluate_checkpoint(config: Config, data: AudioData, saved: ModelFolder, fold: int | None,
                         out: Path | None) -> dict[str, float]:
-    """Score a saved model on the test rows (or fold `fold`'s validation rows). The model is rebuilt with the
-    statistics of the rows it was trained on: its fold's training rows, or all development rows (tune.final)."""
-    if list(saved.get("classes", data.classes)) != list(data.classes):
-        raise DataError(f"--checkpoint classes {saved['classes']} differ from the data's {data.classes}")
-    if "fold" in saved:
-        trained_on = data.splits.folds[chosen_folds(data, int(saved["fold"]))[0]].train
-    else:
-        trained_on = data.splits.development
-    stats = FoldStatistics.from_data(data, trained_on)
-    spec = MODELS.get(config.model.name)
-    model, featurizer = spec.build(config, data.num_outputs, stats), spec.featurizer(config, stats)
-    try:
-        model.load_state_dict(saved["model"])
-        if "featurizer" in saved:
-            featurizer.load_state_dict(saved["featurizer"])
-    except RuntimeError as error:
-        raise ConfigError(f"--checkpoint does not fit the config's model.* settings: "
-                          f"{str(error).splitlines()[0]}") from error
-    device = resolve_device(config.train.device)
+    """Score a saved model folder on the test rows (or fold `fold`'s validation rows). The model is rebuilt from
+    the folder alone: its config, the statistics of the rows it was trained on, its weights."""
+    loaded = saved.load(config.train.device)
     rows = data.splits.test if fold is None else data.splits.folds[fold].valid
-    outputs = predict(model.to(device), featurizer.to(device), data, rows, device, config.train.eval_batch_size)
-    metrics = score(data, rows, outputs)
+    metrics = evaluate_model(loaded, data, rows, batch_size=config.train.eval_batch_size).metrics or {}
     where = "test" if fold is None else f"fold {fold} valid"
     print(f"{where} ({len(rows)} clips): {metrics_text(metrics)}", flush=True)
     if out is not None:
@@ -232,14 +205,14 @@ def output_files(config: Config, eval_only: bool, fold: int | None) -> list[str]
     if eval_only:
         return ["eval_test.json" if fold is None else f"eval_fold{fold}.json"]
     folds = [fold] if fold is not None else range(1 if config.data.valid_file else config.data.k_fold)
-    return ["summary.json", *(f"fold{i}{ext}" for i in folds for ext in (".json", ".pt"))]
+    return ["summary.json", *(f"fold{i}{ext}" for i in folds for ext in (".json", ""))]
 
 
 def run(args: argparse.Namespace) -> None:
     if args.eval_only != bool(args.checkpoint):
         raise UserError("--eval-only and --checkpoint go together" if args.eval_only else
                         "--checkpoint is only read with --eval-only")
-    saved = load_checkpoint(args.checkpoint) if args.eval_only else None
+    saved = read_model_folder(args.checkpoint, "--checkpoint") if args.eval_only else None
     config = resolve_config(args, saved)
     out = Path(args.out) if args.out else None
     if out is not None:
@@ -264,11 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _warning_line  # one line each, as they happen; restored on leaving the block
         try:
-            run(args)
-        except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return error.exit_code
+            return run_command(lambda: run(args))
         except NonFiniteLossError as error:  # not bad input: the recipe diverged
             print(f"error: {error} (the config diverged; try a lower optim.lr)", file=sys.stderr)
             return 1
-    return 0

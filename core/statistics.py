@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,6 +50,26 @@ class FoldStatistics:
         so training, final training and checkpoint loading see the same numbers."""
         stats = cls.from_rows(data.targets, data.word_ids, len(data.classes), len(data.words), rows, ages=data.ages)
         return replace(stats, words=tuple(data.words), classes=tuple(data.classes))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (lists, floats; NaN as NaN, for `write_json` to turn into null)."""
+        return {"class_counts": self.class_counts.tolist(), "word_label_counts": self.word_label_counts.tolist(),
+                "age_min": self.age_min, "age_max": self.age_max, "target_mean": self.target_mean,
+                "target_std": self.target_std, "words": list(self.words), "classes": list(self.classes)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> FoldStatistics:
+        """Inverse of `to_dict`; a null (a NaN written as JSON) reads back as NaN."""
+        def number(key: str) -> float:
+            value = raw.get(key)
+            return math.nan if value is None else float(value)
+        classes = tuple(str(name) for name in raw.get("classes", ()))
+        words = tuple(str(word) for word in raw.get("words", ()))
+        rows = raw["word_label_counts"]  # [words][classes]; a regressor's rows are empty lists
+        counts = np.asarray(rows, dtype=np.int64).reshape(len(rows), len(raw["class_counts"]))
+        return cls(class_counts=np.asarray(raw["class_counts"], dtype=np.int64), word_label_counts=counts,
+                   age_min=number("age_min"), age_max=number("age_max"), target_mean=number("target_mean"),
+                   target_std=number("target_std"), words=words, classes=classes)
 
     def label_given_word(self, smoothing: float) -> np.ndarray:
         """P(label | word) with add-`smoothing` counts, shape [words, classes]."""

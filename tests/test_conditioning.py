@@ -19,10 +19,11 @@ from core.data.batches import Batch, make_batch
 from core.data.dataset import AudioData
 from core.data.splits import Fold
 from core.errors import ConfigError, DataError
+from core.model_folder import load_model_folder, save_model_folder
 from core.models import MODELS, forward_batch
 from core.statistics import FoldStatistics
 from core.train import train_fold
-from tune.final import load_checkpoint, train_final
+from tune.final import train_final
 
 ConfigFactory = Callable[..., Config]
 CPU = torch.device("cpu")
@@ -225,15 +226,18 @@ def test_one_epoch_with_conditioning(name: str, mode: dict[str, object], toy_dat
 
 def test_saved_model_keeps_its_conditioning(tmp_path: Path, toy_data: AudioData,
                                             toy_config_factory: ConfigFactory) -> None:
-    """tune.final: a model trained with embeddings reloads (with the statistics of its training rows) to the same
-    predictions; its age range travels in the state dict."""
+    """tune.final: a model trained with embeddings reloads from its model folder (which keeps the statistics of
+    its training rows) to the same predictions; its age range travels in the state dict."""
     config = toy_config_factory(**EMBED, **{"train.epochs": 1})
     model, featurizer = train_final(config, toy_data)
-    torch.save({"model": model.state_dict()}, tmp_path / "model.pt")
+    stats = FoldStatistics.from_data(toy_data, toy_data.splits.development)
+    save_model_folder(tmp_path / "model", model, featurizer, config, stats, {})
     state = model.state_dict()
     development = manifest(toy_data)["age"].to_numpy()[toy_data.splits.development]
     assert state["head.covariates.codes.age_min"].item() == pytest.approx(development.min())
-    loaded, loaded_featurizer = load_checkpoint(tmp_path / "model.pt", config, toy_data)
+    reloaded = load_model_folder(tmp_path / "model", device="cpu")
+    loaded, loaded_featurizer = reloaded.model, reloaded.featurizer
+    assert reloaded.stats.age_min == pytest.approx(development.min())
     batch = make_batch(toy_data, toy_data.splits.test, CPU)
     with torch.no_grad():
         torch.testing.assert_close(forward_batch(loaded.eval(), loaded_featurizer.eval(), batch)["logits"],

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from toy_audio import make_toy_config
 
 from core.cli import main
@@ -60,9 +61,9 @@ def test_runs_every_fold_and_summarises(trained: tuple[Path, str], toy_data: Aud
     expected = list(train_fold(toy_config_factory(**{"train.epochs": EPOCHS}), toy_data, toy_data.splits.folds[0]))
     assert [e["metrics"] for e in records[0]["epochs"]] == [pytest.approx(r.metrics, rel=1e-6) for r in expected]
     assert records[0]["selected_epoch"] == expected[-1].best_epoch  # train.select = best
-    saved = torch.load(out / "fold0.pt", weights_only=True)
+    saved = load_file(str(out / "fold0" / "model.safetensors"))  # fold0/ is a model folder
     for key, value in expected[-1].model.state_dict().items():
-        torch.testing.assert_close(saved["model"][key], value, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(saved[f"model.{key}"], value, rtol=1e-5, atol=1e-6)
     # Each fold's reported metrics are its selected epoch's; the summary is their mean and population std.
     for record in records:
         assert record["metrics"] == record["epochs"][record["selected_epoch"] - 1]["metrics"]
@@ -79,7 +80,7 @@ def test_eval_only_on_a_folds_validation_rows(trained: tuple[Path, str]) -> None
     """The saved model of fold 1, evaluated again on fold 1's validation rows, scores what training reported for
     the selected epoch."""
     out, _ = trained
-    done = run_cli("--eval-only", "--checkpoint", str(out / "fold1.pt"), "--fold", "1", "--out", str(out))
+    done = run_cli("--eval-only", "--checkpoint", str(out / "fold1"), "--fold", "1", "--out", str(out))
     assert done.returncode == 0, done.stderr
     reported = json.loads((out / "fold1.json").read_text())["metrics"]
     evaluated = json.loads((out / "eval_fold1.json").read_text())
@@ -94,7 +95,7 @@ def test_eval_only_on_the_test_set_with_an_exported_config(trained: tuple[Path, 
     config = toy_config_factory(**{"train.epochs": EPOCHS})
     export = tmp_path / "best_config.json"  # the shape tune.run exports
     export.write_text(json.dumps({"config": config.to_dict(), "metric": "uar", "score": {"mean": 0.5}}))
-    done = run_cli("--config", str(export), "--eval-only", "--checkpoint", str(out / "fold0.pt"), "--out",
+    done = run_cli("--config", str(export), "--eval-only", "--checkpoint", str(out / "fold0"), "--out",
                    str(tmp_path))
     assert done.returncode == 0, done.stderr
     evaluated = json.loads((tmp_path / "eval_test.json").read_text())
@@ -110,7 +111,7 @@ def test_one_fold_only(toy_config_file: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.startswith("fold ")]
     assert lines[0].startswith("fold 2  epoch 1/1") and lines[1].startswith("fold mean over 1 fold(s)")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fold2.json", "fold2.pt", "summary.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fold2", "fold2.json", "summary.json"]
     assert json.loads((tmp_path / "summary.json").read_text())["std"]["uar"] == 0.0
 
 
@@ -137,7 +138,8 @@ def test_bad_input_is_one_line_and_exit_2(toy_config_file: Path, capsys: pytest.
         ("--config", str(toy_config_file), "--data", str(tmp_path / "none.csv")): r"none\.csv: manifest not found",
         ("--config", str(tmp_path / "nope.json")): r"nope\.json: config file not found",
         ("--eval-only",): r"--eval-only and --checkpoint go together",
-        ("--eval-only", "--checkpoint", str(tmp_path / "x.pt")): r"--checkpoint .*x\.pt: not found",
+        ("--eval-only", "--checkpoint", str(tmp_path / "x")): r"--checkpoint .*x: not found",
+        ("--eval-only", "--checkpoint", str(tmp_path)): r"--checkpoint .*: not a model folder \(no model\.json",
         ("--config", str(toy_config_file), "--set", "optim.name=sam", "--set", "train.precision=fp16"):
             r"train\.precision='fp16'",
     }

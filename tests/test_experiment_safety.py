@@ -119,14 +119,15 @@ def test_tune_final_and_core_train_keep_a_users_files(tmp_path: Path, toy_datase
     out = tmp_path / "mine"
     out.mkdir()
     (out / "config.json").write_text("my own config")
-    (out / "model.pt").write_bytes(b"my own model")
+    (out / "model.safetensors").write_bytes(b"my own model")
     started = time.monotonic()
     assert tune_final(["--config", str(config), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: --out {out}: already holds config.json, model.pt; pass --overwrite") and \
+    assert err.startswith(f"error: --out {out}: already holds config.json, model.safetensors; pass --overwrite") and \
         len(err.splitlines()) == 1, err
     assert time.monotonic() - started < 5  # refused before training
-    assert (out / "config.json").read_text() == "my own config" and (out / "model.pt").read_bytes() == b"my own model"
+    assert (out / "config.json").read_text() == "my own config"
+    assert (out / "model.safetensors").read_bytes() == b"my own model"
 
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
@@ -141,6 +142,7 @@ def test_tune_final_and_core_train_keep_a_users_files(tmp_path: Path, toy_datase
     assert f"--out {earlier}: already holds summary.json" in err and "--overwrite" in err
     assert (earlier / "summary.json").read_text() == "earlier results"
     assert core_train(["--config", str(config), "--out", str(earlier), "--fold", "0", "--overwrite"]) == 0
-    assert (earlier / "summary.json").read_text() != "earlier results" and (earlier / "fold0.pt").is_file()
+    assert (earlier / "summary.json").read_text() != "earlier results"
+    assert (earlier / "fold0" / "model.safetensors").is_file()  # the fold's model folder
     os.remove(earlier / "fold0.json")  # one of ours missing, another present: still refused without --overwrite
     assert core_train(["--config", str(config), "--out", str(earlier), "--fold", "0"]) == 2

@@ -181,6 +181,6 @@ def test_final_cli_trains_reports_and_reloads_a_regressor(tmp_path: Path,
     report = json.loads((out / "report.json").read_text())
     assert set(report["metrics"]) == {"mae", "rmse", "pearson"} and "confusion_matrix" not in report
     assert set(report["per_word"]) == {"rabbit", "sun", "cat"}
-    evaluated = final("--eval-only", "--checkpoint", str(out / "model.pt"))
+    evaluated = final("--eval-only", "--checkpoint", str(out))
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads((out / "eval_report.json").read_text())["metrics"] == report["metrics"]

@@ -109,11 +109,12 @@ def test_final_training_writes_test_report(search: tuple[Path, subprocess.Comple
     assert sum(entry["clips"] for entry in report["per_word"].values()) == len(test_rows)
     assert sum(entry["clips"] for entry in report["per_speaker"].values()) == len(test_rows)
     assert report["positive_class"] == "abnormal" and 0 <= report["metrics"]["sensitivity"] <= 1
-    assert (tmp_path / "final" / "model.pt").stat().st_size > 0
+    assert (tmp_path / "final" / "model.safetensors").stat().st_size > 0
     again = run_cli("tune.final", "--config", str(folder / "best_config.json"), "--out", str(tmp_path / "final"))
-    assert again.returncode == 2 and "already holds config.json, model.pt, report.json" in again.stderr
+    assert again.returncode == 2
+    assert "already holds MODEL_CARD.md, config.json, model.json, model.safetensors ..." in again.stderr
     evaluated = run_cli("tune.final", "--config", str(folder / "best_config.json"), "--out", str(tmp_path / "final"),
-                        "--eval-only", "--checkpoint", str(tmp_path / "final" / "model.pt"))
+                        "--eval-only", "--checkpoint", str(tmp_path / "final"))
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert json.loads((tmp_path / "final" / "eval_report.json").read_text())["metrics"] == report["metrics"]
 

@@ -1,12 +1,15 @@
 """`python -m tune.final --config best_config.json`: train the winner on train+valid, test once, report.
 
-The held-out test set was never seen by the search; it is used exactly once here. Writes `model.pt`,
-`config.json` and `report.json` (metrics, confusion matrix, per-word UAR) to `--out`.
+The held-out test set was never seen by the search; it is used exactly once here. `--out` becomes a self-contained
+model folder (core/model_folder.py: model.safetensors, config.json, model.json, MODEL_CARD.md) that
+`python -m tune.predict --model OUT` runs on new clips, plus `report.json` (metrics, confusion matrix, per-word,
+per-age-band and per-speaker UAR). `--eval-only --checkpoint OUT` scores a saved model folder on the test set again.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -17,15 +20,20 @@ import numpy as np
 import torch
 
 from core.checks import check_config, check_run
-from core.command_line import ArgumentParser, check_output_folder, write_json
+from core.command_line import ArgumentParser, check_output_folder, run_command, write_json
 from core.config import Config, load_config_file
 from core.data.dataset import AudioData, prepare_data
 from core.data.recorded import beside_config
 from core.data.splits import Fold
 from core.errors import UserError
-from core.evaluate import predict
-from core.models import MODELS
-from core.report import report_of_rows
+from core.model_folder import (
+    FILES,
+    LoadedModel,
+    decoding_settings,
+    evaluate_model,
+    read_model_folder,
+    save_model_folder,
+)
 from core.statistics import FoldStatistics
 from core.train import resolve_device, train_fold
 
@@ -38,7 +46,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--data", help="manifest to use instead of the config's data.manifest")
     p.add_argument("--audio-root", help="folder the manifest's paths are relative to")
     p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint on the test set")
-    p.add_argument("--checkpoint", help="model.pt written by an earlier tune.final (with --eval-only)")
+    p.add_argument("--checkpoint", help="with --eval-only: the model folder (--out) of an earlier tune.final")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     p.add_argument("--allow-changed-data", action="store_true",
                    help="use the search's recorded split (splits.json) although the manifest changed since; "
@@ -46,13 +54,46 @@ def build_parser() -> ArgumentParser:
     return p
 
 
-def test_report(config: Config, data: AudioData, model: torch.nn.Module, featurizer: torch.nn.Module) -> dict:
+def trained_model(config: Config, data: AudioData, model: torch.nn.Module, featurizer: torch.nn.Module
+                  ) -> LoadedModel:
+    """The model just trained, as a model folder would load it (statistics of all development rows)."""
+    stats = FoldStatistics.from_data(data, data.splits.development)
+    return LoadedModel(folder=Path(), config=config, model=model, featurizer=featurizer, stats=stats,
+                       classes=list(data.classes), words=list(data.words), decoding=decoding_settings(config),
+                       metadata={}, device=resolve_device(config.train.device))
+
+
+def test_report(config: Config, data: AudioData, model: torch.nn.Module | LoadedModel,
+                featurizer: torch.nn.Module | None = None) -> dict:
     """The clinical report (core/report.py) of the held-out test set."""
+    loaded = model if isinstance(model, LoadedModel) else trained_model(config, data, model, featurizer)
     rows = data.splits.test
-    outputs = predict(model, featurizer, data, rows, resolve_device(config.train.device),
-                      config.train.eval_batch_size)
-    return {**report_of_rows(config, data, rows, outputs), "test_clips": int(len(rows)),
-            "train_clips": int(len(data.splits.development))}
+    report = evaluate_model(loaded, data, rows, report=config).report
+    return {**report, "test_clips": int(len(rows)), "train_clips": int(len(data.splits.development))}
+
+
+def search_score(config_path: Path) -> dict[str, Any]:
+    """The cross-validated evidence a search's best_config.json carries (`metric`, `score`, `validated`), for the
+    model card; empty for a plain config."""
+    raw = json.loads(config_path.read_text())
+    if not isinstance(raw, dict) or "config" not in raw:
+        return {}
+    return {key: raw[key] for key in ("metric", "score", "validated") if key in raw}
+
+
+def model_card(config: Config, data: AudioData, stats: FoldStatistics, report: dict[str, Any],
+               evidence: dict[str, Any]) -> dict[str, Any]:
+    """What the model card says about this final model."""
+    d = config.data
+    manifests = ", ".join(file for file in (d.train_file, d.valid_file, d.test_file) if file) or d.manifest
+    trained_on: dict[str, Any] = {
+        "manifest": manifests, "rows": "all rows but the held-out test set", "clips": int(len(data.splits.development)),
+        "classes": {name: int(count) for name, count in zip(data.classes, stats.class_counts, strict=True)}}
+    if np.isfinite(stats.age_min):
+        trained_on["age_range"] = [stats.age_min, stats.age_max]
+    return {"trained_on": trained_on, "metric": evidence.get("metric", config.train.metric),
+            "cv_score": evidence.get("score"), "validated": evidence.get("validated"),
+            "test": report["metrics"], "test_clips": report["test_clips"]}
 
 
 def train_final(config: Config, data: AudioData) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -64,18 +105,6 @@ def train_final(config: Config, data: AudioData) -> tuple[torch.nn.Module, torch
     return result.model, result.featurizer
 
 
-def load_checkpoint(path: Path, config: Config, data: AudioData) -> tuple[torch.nn.Module, torch.nn.Module]:
-    if not path.is_file():
-        raise UserError(f"--checkpoint {path}: not found")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    spec = MODELS.get(config.model.name)
-    stats = FoldStatistics.from_data(data, data.splits.development)  # what final training trained on
-    model, featurizer = spec.build(config, data.num_outputs, stats), spec.featurizer(config, stats)
-    model.load_state_dict(saved["model"])
-    device = resolve_device(config.train.device)
-    return model.to(device), featurizer.to(device)
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     config_path = Path(args.config)
     config = load_config_file(config_path)
@@ -83,40 +112,41 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     overrides["data.splits_file"] = beside_config(config.data.splits_file, config_path)
     config = check_config(config.with_overrides(overrides))
     out = Path(args.out) if args.out else config_path.resolve().parent / "final"
-    if args.eval_only and not args.checkpoint:
-        raise UserError("--eval-only needs --checkpoint model.pt")
-    written = ["eval_report.json"] if args.eval_only else ["report.json", "model.pt", "config.json"]
+    if args.eval_only != bool(args.checkpoint):
+        raise UserError("--eval-only needs --checkpoint MODEL_FOLDER" if args.eval_only else
+                        "--checkpoint is only read with --eval-only")
+    saved = read_model_folder(args.checkpoint, "--checkpoint") if args.eval_only else None
+    written = ["eval_report.json"] if args.eval_only else ["report.json", *FILES]
     check_output_folder(out, "--out", written, args.overwrite)
     data = prepare_data(config, progress=print, allow_changed_data=args.allow_changed_data)
     check_run(config, data, [data.splits.development])  # what final training trains on
     started = time.time()
-    if args.eval_only:
-        model, featurizer = load_checkpoint(Path(args.checkpoint), config, data)
+    if saved is not None:
+        report = test_report(config, data, saved.load(config.train.device))
     else:
         model, featurizer = train_final(config, data)
-    report = test_report(config, data, model, featurizer)
+        loaded = trained_model(config, data, model, featurizer)
+        report = test_report(config, data, loaded)
     report["seconds"] = round(time.time() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
     name = "eval_report.json" if args.eval_only else "report.json"
     write_json(out / name, report)
-    if not args.eval_only:
-        config.to_json(out / "config.json")
-        torch.save({"model": model.state_dict(), "config": config.to_dict(), "classes": data.classes,
-                    "words": data.words}, out / "model.pt")
+    if saved is None:
+        save_model_folder(out, loaded.model, loaded.featurizer, config, loaded.stats,
+                          model_card(config, data, loaded.stats, report, search_score(config_path)))
     metrics = report["metrics"]
     print("test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({report['test_clips']} clips)")
-    print(f"wrote {out / name}" + ("" if args.eval_only else f", {out / 'model.pt'}, {out / 'config.json'}"))
+    print(f"wrote {out / name}" + ("" if args.eval_only else f" and the model folder {out} (tune.predict --model)"))
     return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def command() -> None:
         run(args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    return 0
+
+    return run_command(command)
 
 
 if __name__ == "__main__":

@@ -192,3 +192,53 @@ def prepare_data(config: Config, progress: Callable[[str], None] | None = None,
     splits = recorded or draw_splits(config, manifest, targets, classes, speakers, origin)
     return AudioData(manifest=manifest, waveforms=waveforms, targets=targets, classes=classes,
                      word_ids=word_ids, words=words, ages=ages, speakers=speakers, splits=splits, shuffle=d.shuffle)
+
+
+def clips_for_inference(manifest: Manifest, classes: list[str], words: list[str], covariates: bool,
+                        regression: bool, waveforms: Callable[[list[str]], WaveformStore]) -> AudioData:
+    """Clips in a trained model's terms, every row a test row (no folds): labels, where the manifest has its
+    target column, as ids of the model's `classes` (zeros, or NaN for a regressor, where it has none); words as ids
+    of the model's word table `words`, unknown words appended after it (the report still groups by them); ages as
+    given. With `covariates` (age/word conditioning) the model reads ages and word ids, so a missing `age` or
+    `word` column, or a word the model never saw, is a DataError naming the column or row. Everything is checked
+    before `waveforms(paths)` decodes the clips."""
+    from core.data.manifest import _line  # row naming shared with the manifest's own messages
+
+    table, source = manifest.table, manifest.source
+    trained_with_words = words != [""]  # a model trained without a word column has the one word ""
+    if covariates:
+        if "age" not in table.columns:
+            raise DataError(f"{source}: no 'age' column, but the model is conditioned on the child's age "
+                            "(features.conditioning); add each clip's age")
+        if trained_with_words and "word" not in table.columns:
+            raise DataError(f"{source}: no 'word' column, but the model is conditioned on the target word "
+                            f"(features.conditioning); add each clip's word (one of: {', '.join(words)})")
+    names = table["word"].astype(str) if "word" in table.columns else pd.Series([""] * len(table))
+    unseen = sorted(set(names) - set(words))
+    if unseen and covariates:
+        row = int(np.flatnonzero(names.to_numpy() == unseen[0])[0])
+        raise DataError(f"{source}: row {_line(row)}: word {unseen[0]!r} is not one the model was trained on, and "
+                        f"it is conditioned on the word (features.conditioning), so it cannot score it; known "
+                        f"words: {', '.join(words) if trained_with_words else 'none (trained without words)'}")
+    table_words = list(words) + unseen
+    word_ids = names.map({w: i for i, w in enumerate(table_words)}).to_numpy(np.int64)
+    target = manifest.target
+    if target not in table.columns:
+        targets = np.full(len(table), np.nan, np.float32) if regression else np.zeros(len(table), np.int64)
+    elif regression:
+        targets = pd.to_numeric(table[target]).to_numpy(np.float32)
+    else:
+        labels = table[target].astype(str)
+        strange = sorted(set(labels) - set(classes))
+        if strange:
+            row = int(np.flatnonzero(labels.to_numpy() == strange[0])[0])
+            raise DataError(f"{source}: row {_line(row)}: {target!r}={strange[0]!r} is not a class of the model "
+                            f"({', '.join(classes)})")
+        targets = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
+    ages = (pd.to_numeric(table["age"], errors="coerce").to_numpy(np.float32) if "age" in table.columns
+            else np.full(len(table), np.nan, np.float32))
+    speakers = table["speaker"].astype(str).to_numpy() if "speaker" in table.columns else None
+    splits = Splits(test=np.arange(len(table), dtype=np.int64), folds=[])
+    return AudioData(manifest=manifest, waveforms=waveforms(manifest.paths), targets=targets,
+                     classes=list(classes), word_ids=word_ids, words=table_words, ages=ages, speakers=speakers,
+                     splits=splits, shuffle=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -46,6 +46,10 @@ class ModelSpec:
     # Raise ConfigError for settings the pretrained source (`model.pretrained`) cannot take; may read its small
     # files, never its weights (core.checks.check_run, once, before training or Ray).
     check_pretrained: Callable[[Config], None] = no_pretrained_rules
+    # Models with a Hugging Face backbone: model -> that backbone's config as a dict. A model folder saves it, and
+    # `build(config, outputs, stats, architecture=it)` rebuilds the same shape (random weights, replaced by the
+    # saved ones) without reading `model.pretrained` again (core/model_folder.py).
+    architecture: Callable[[nn.Module], dict[str, Any]] | None = None
 
 
 def forward_batch(model: nn.Module, featurizer: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
@@ -56,6 +60,8 @@ def forward_batch(model: nn.Module, featurizer: nn.Module, batch: Batch) -> dict
 
 MODELS: Registry[ModelSpec] = Registry("model")
 MODELS.register("whisper")(ModelSpec(build=whisper.build, featurizer=whisper.featurizer, check=whisper.check,
-                                     check_pretrained=whisper.check_pretrained))
-MODELS.register("wav2vec2")(ModelSpec(build=wav2vec2.build, featurizer=wav2vec2.featurizer, check=wav2vec2.check))
+                                     check_pretrained=whisper.check_pretrained,
+                                     architecture=lambda model: model.encoder.config.to_dict()))
+MODELS.register("wav2vec2")(ModelSpec(build=wav2vec2.build, featurizer=wav2vec2.featurizer, check=wav2vec2.check,
+                                      architecture=lambda model: model.backbone.config.to_dict()))
 MODELS.register("resnet50")(ModelSpec(build=resnet.build, featurizer=resnet.featurizer, check=resnet.check))

@@ -38,8 +38,11 @@ SIZE_PRESETS: dict[str, dict[str, Any]] = {
 NO_HF_MASKING = {"apply_spec_augment": False}
 
 
-def load_backbone(source: str, size: str) -> Wav2Vec2Model:
-    """Random from a size preset, or pretrained (hub id or local folder) via `from_pretrained`."""
+def load_backbone(source: str, size: str, architecture: dict | None = None) -> Wav2Vec2Model:
+    """Random from a size preset, or pretrained (hub id or local folder) via `from_pretrained`; with `architecture`
+    (a saved model's backbone config), that shape with random weights: the caller loads the saved ones."""
+    if architecture is not None:
+        return Wav2Vec2Model(Wav2Vec2Config.from_dict(architecture))
     if source == "none":
         return Wav2Vec2Model(Wav2Vec2Config(**SIZE_PRESETS[size], **NO_HF_MASKING))
     with quiet_transformers():
@@ -78,9 +81,10 @@ class Wav2Vec2Classifier(FrozenPartsStayEval):
         return self.head(pooled, batch)
 
 
-def build(config: Config, num_outputs: int, stats: FoldStatistics | None = None) -> nn.Module:
+def build(config: Config, num_outputs: int, stats: FoldStatistics | None = None,
+          architecture: dict | None = None) -> nn.Module:
     m = config.model
-    backbone = load_backbone(m.pretrained, m.size)
+    backbone = load_backbone(m.pretrained, m.size, architecture)
     head = conditioned_head(config, stats, backbone.config.hidden_size, num_outputs)
     return Wav2Vec2Classifier(backbone, head, m.freeze_encoder, m.freeze_feature_encoder)
 

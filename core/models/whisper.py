@@ -64,10 +64,14 @@ def whisper_positions(config: Config) -> int:
     return log_mel_frames(config) // 2
 
 
-def load_encoder(source: str, size: str, n_mels: int, positions: int, conditioning_rows: int = 0) -> WhisperEncoder:
+def load_encoder(source: str, size: str, n_mels: int, positions: int, conditioning_rows: int = 0,
+                 architecture: dict | None = None) -> WhisperEncoder:
     """A Whisper encoder with `positions` positional rows: random from a size preset, or pretrained (hub id or
     local folder) with the positional table sliced to its first `positions` rows. Its input has `n_mels` mel rows
-    plus `conditioning_rows` age/word rows."""
+    plus `conditioning_rows` age/word rows. With `architecture` (a saved model's encoder config), that shape with
+    random weights: the caller loads the saved ones."""
+    if architecture is not None:
+        return WhisperEncoder(WhisperConfig.from_dict(architecture))
     rows = n_mels + conditioning_rows
     if source == "none":
         hf_config = WhisperConfig(num_mel_bins=rows, max_source_positions=positions, **SIZE_PRESETS[size])
@@ -130,10 +134,11 @@ class WhisperClassifier(FrozenPartsStayEval):
         return self.head(self.pool(hidden, self.real_frames(batch.lengths, hidden.shape[1])), batch)
 
 
-def build(config: Config, num_outputs: int, stats: FoldStatistics | None = None) -> nn.Module:
+def build(config: Config, num_outputs: int, stats: FoldStatistics | None = None,
+          architecture: dict | None = None) -> nn.Module:
     m = config.model
     encoder = load_encoder(m.pretrained, m.size, config.features.n_mels, whisper_positions(config),
-                           extra_rows(config))
+                           extra_rows(config), architecture)
     head = conditioned_head(config, stats, encoder.config.d_model, num_outputs)
     return WhisperClassifier(encoder, head, m.freeze_encoder, m.train_positions, m.pooling,
                              config.features.hop_length)

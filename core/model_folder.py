@@ -1,0 +1,306 @@
+"""A self-contained model folder: everything needed to run a trained model, and nothing else. Loading one never
+reads the training manifest, the decode cache or the pretrained checkpoint it started from.
+
+    model.safetensors  weights: the model's state ("model." keys) and the featurizer's buffers ("featurizer.")
+    config.json        the full Config (`Config.to_dict()`)
+    model.json         format and version, classes, word table, the fold statistics the model, featurizer and
+                       loss were built with (age range, class and word-label counts, target mean/std), decoding
+                       settings, the backbone's Hugging Face config (pretrained models), what it was trained on
+    MODEL_CARD.md      for people: what it was trained on, scores, date, versions
+
+`tune.final --out` is such a folder; `core.train --out` writes one per fold (`fold<N>/`). `read_model_folder`
+checks a folder from its JSON alone (cheap: before any data or model work); `.load()` then builds the model.
+`evaluate_model` is the one way every entry point runs a loaded model on rows of data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from core.command_line import write_json
+from core.config import Config
+from core.data.dataset import AudioData, clips_for_inference
+from core.errors import UserError
+from core.evaluate import predict, score
+from core.models import MODELS
+from core.report import report_of_rows
+from core.statistics import FoldStatistics
+from core.train import resolve_device
+
+FORMAT = "audiotune-model"
+VERSION = 1
+WEIGHTS, CONFIG, METADATA, CARD = "model.safetensors", "config.json", "model.json", "MODEL_CARD.md"
+FILES = (WEIGHTS, CONFIG, METADATA, CARD)
+
+
+def decoding_settings(config: Config) -> dict[str, Any]:
+    """How a clip becomes the model's input waveform (core/data/audio.py): what predict must repeat exactly."""
+    d = config.data
+    return {"sample_rate": d.sample_rate, "max_seconds": d.max_seconds,
+            "num_samples": int(round(d.sample_rate * d.max_seconds)), "channels": "mean",
+            "crop": "head", "pad": "zeros", "decoder": "soundfile"}
+
+
+def uses_covariates(config: Config) -> bool:
+    """Age/word conditioning: the model reads each clip's age and word id (core/models/conditioning.py)."""
+    return config.features.conditioning != "none"
+
+
+def versions() -> dict[str, str]:
+    import transformers
+
+    try:
+        own = importlib.metadata.version("audiotune")
+    except importlib.metadata.PackageNotFoundError:  # run from a source checkout that was never installed
+        own = "unknown"
+    return {"audiotune": own, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+# --- saving ------------------------------------------------------------------------------------------------------
+def save_model_folder(folder: Path, model: nn.Module, featurizer: nn.Module, config: Config, stats: FoldStatistics,
+                      card: dict[str, Any]) -> Path:
+    """Write the four files into `folder` (made if needed; the caller checked it may replace them). `stats` are
+    those the model was built with (from `FoldStatistics.from_data`: they carry the class and word names); `card`
+    holds what the model card reports (`trained_on`, `cv_score`, `test`, ... : see `card_text`)."""
+    if len(stats.words) != stats.num_words:
+        raise ValueError("save_model_folder needs statistics with word names (FoldStatistics.from_data)")
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = MODELS.get(config.model.name)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"featurizer.{k}": v for k, v in featurizer.state_dict().items()})
+    # safetensors refuses tensors that share memory (a sliced table, a tied weight): give each its own copy.
+    save_file({k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}, str(folder / WEIGHTS),
+              metadata={"format": FORMAT, "version": str(VERSION)})
+    config.to_json(folder / CONFIG)
+    # safetensors creates its file readable by the owner only; give it the umask's mode, as the JSON files have.
+    (folder / WEIGHTS).chmod((folder / CONFIG).stat().st_mode & 0o777)
+    metadata = {"format": FORMAT, "version": VERSION, "model": config.model.name, "classes": list(stats.classes),
+                "words": list(stats.words), "statistics": stats.to_dict(), "decoding": decoding_settings(config),
+                "conditioning": config.features.conditioning, "target": config.data.target,
+                "task": "regression" if config.model.head == "regressor" else "classification",
+                "positive_class": config.data.positive_class or None,
+                "architecture": spec.architecture(model) if spec.architecture is not None else None,
+                "card": {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                         "versions": versions(), **card}}
+    write_json(folder / METADATA, metadata)
+    (folder / CARD).write_text(card_text(config, metadata))
+    return folder
+
+
+def _number(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.4f}"
+
+
+def card_text(config: Config, metadata: dict[str, Any]) -> str:
+    """MODEL_CARD.md from model.json's card block."""
+    card = metadata["card"]
+    trained = card.get("trained_on", {})
+    lines = [f"# audiotune model: {config.model.name} ({metadata['task']})", "",
+             f"- date: {card['date']}",
+             "- versions: " + ", ".join(f"{name} {version}" for name, version in card["versions"].items()),
+             f"- target: `{config.data.target}`; classes: {', '.join(metadata['classes']) or 'none (regression)'}",
+             f"- conditioning: {config.features.conditioning}; words: {len(metadata['words'])}",
+             f"- input: {config.data.max_seconds:g} s at {config.data.sample_rate} Hz, channels averaged to mono, "
+             "longer clips cut, shorter ones zero-padded", "", "## Trained on", "",
+             f"- manifest: `{trained.get('manifest', 'unknown')}` ({trained.get('rows', 'unknown')})",
+             f"- clips: {trained.get('clips', 'unknown')}"]
+    if trained.get("classes"):
+        lines.append("- clips per class: " + ", ".join(f"{k} {v}" for k, v in trained["classes"].items()))
+    if trained.get("age_range"):
+        lines.append(f"- ages: {trained['age_range'][0]:g} to {trained['age_range'][1]:g} years")
+    cv = card.get("cv_score")
+    lines += ["", "## Scores", ""]
+    if cv:
+        folds = ", ".join(_number(v) for v in cv.get("folds", []))
+        lines.append(f"- cross-validated {card.get('metric', config.train.metric)} (search): "
+                     f"{_number(cv.get('mean'))} ± {_number(cv.get('std'))} (folds: {folds})")
+    else:
+        lines.append("- cross-validated score: not recorded (the config was not a search's best_config.json)")
+    for name, metrics in (("test", card.get("test")), ("validation", card.get("validation"))):
+        if metrics:
+            clips = card.get(f"{name}_clips")
+            lines.append(f"- {name}{f' ({clips} clips)' if clips else ''}: "
+                         + ", ".join(f"{k} {_number(v)}" for k, v in metrics.items()))
+    lines += ["", "## Use", "", "```", "python -m tune.predict --model THIS_FOLDER --data MANIFEST_OR_FOLDER "
+              "--out predictions.csv", "```", ""]
+    return "\n".join(lines)
+
+
+# --- loading -----------------------------------------------------------------------------------------------------
+@dataclass
+class LoadedModel:
+    """A model folder built and ready: `model` and `featurizer` in eval mode on `device`."""
+
+    folder: Path
+    config: Config
+    model: nn.Module
+    featurizer: nn.Module
+    stats: FoldStatistics
+    classes: list[str]
+    words: list[str]
+    decoding: dict[str, Any]
+    metadata: dict[str, Any]
+    device: torch.device
+
+
+@dataclass
+class ModelFolder:
+    """A model folder read and checked from its JSON files (no weights loaded yet)."""
+
+    folder: Path
+    flag: str  # the option that named it, for messages
+    config: Config
+    metadata: dict[str, Any]
+    stats: FoldStatistics
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.metadata["classes"])
+
+    @property
+    def words(self) -> list[str]:
+        return list(self.metadata["words"])
+
+    @property
+    def regression(self) -> bool:
+        return not self.classes
+
+    @property
+    def decoding(self) -> dict[str, Any]:
+        return dict(self.metadata["decoding"])
+
+    def where(self) -> str:
+        return f"{self.flag} {self.folder}"
+
+    def load(self, device: str | torch.device | None = None) -> LoadedModel:
+        """Build the model and featurizer from the saved config, statistics and architecture, then load the saved
+        weights (strict). The pretrained source is not read: the architecture comes from model.json."""
+        spec = MODELS.get(self.config.model.name)
+        # The pretrained weights are replaced by the saved ones, so the source (a hub id, a folder, a resnet .pt)
+        # must not be read, nor even exist: build from the saved architecture (or, for resnet, from scratch).
+        shape = self.config.with_overrides({"model.pretrained": "none"})
+        outputs = len(self.classes) or 1
+        architecture = self.metadata.get("architecture")
+        try:
+            if spec.architecture is not None:
+                if not architecture:
+                    raise UserError(f"{self.where()}: model.json has no 'architecture' for {self.config.model.name}")
+                model = spec.build(shape, outputs, self.stats, architecture=architecture)
+            else:
+                model = spec.build(shape, outputs, self.stats)
+            featurizer = spec.featurizer(shape, self.stats)
+        except UserError as error:
+            raise UserError(f"{self.where()}: cannot rebuild the saved model ({error})") from error
+        try:
+            tensors = load_file(str(self.folder / WEIGHTS))
+        except (SafetensorError, OSError) as error:
+            raise UserError(f"{self.where()}: {WEIGHTS} is unreadable ({str(error).splitlines()[0]})") from error
+        states = {"model": {}, "featurizer": {}}
+        for key, value in tensors.items():
+            part, _, name = key.partition(".")
+            if part not in states:
+                raise UserError(f"{self.where()}: {WEIGHTS} holds an unexpected tensor {key!r}")
+            states[part][name] = value
+        for part, module in (("model", model), ("featurizer", featurizer)):
+            try:
+                module.load_state_dict(states[part], strict=True)
+            except RuntimeError as error:
+                detail = " ".join(str(error).split())[:300]
+                raise UserError(f"{self.where()}: the {part} weights in {WEIGHTS} do not fit its {CONFIG} "
+                                f"({detail})") from error
+        target = resolve_device(device or self.config.train.device) if not isinstance(device, torch.device) \
+            else device
+        return LoadedModel(folder=self.folder, config=self.config, model=model.to(target).eval(),
+                           featurizer=featurizer.to(target).eval(), stats=self.stats, classes=self.classes,
+                           words=self.words, decoding=self.decoding, metadata=self.metadata, device=target)
+
+
+def read_model_folder(path: str | Path, flag: str = "--model") -> ModelFolder:
+    """Read and check a model folder (or its model.safetensors) from its JSON files; a `UserError` naming the
+    folder and what is wrong otherwise. Nothing outside the folder is read."""
+    given = Path(path).expanduser()
+    folder = given.parent if given.name == WEIGHTS and given.is_file() else given
+    where = f"{flag} {given}"
+    if not given.exists():
+        raise UserError(f"{where}: not found")
+    if folder.is_file():
+        hint = " (a model.pt of an earlier audiotune, which is not self-contained; train it again)" \
+            if given.suffix == ".pt" else ""
+        raise UserError(f"{where}: a file, not a model folder{hint}; give the --out folder of tune.final or a "
+                        "fold<N> folder of core.train --out")
+    missing = [name for name in (METADATA, CONFIG, WEIGHTS) if not (folder / name).is_file()]
+    if METADATA in missing:
+        raise UserError(f"{where}: not a model folder (no {METADATA}); give the --out folder of tune.final or a "
+                        "fold<N> folder of core.train --out")
+    try:
+        metadata = json.loads((folder / METADATA).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{where}: {METADATA} is not valid JSON ({error})") from error
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise UserError(f"{where}: {METADATA} is not an audiotune model description (format {FORMAT!r})")
+    if metadata.get("version") != VERSION:
+        raise UserError(f"{where}: model folder version {metadata.get('version')!r}; this audiotune reads "
+                        f"version {VERSION}")
+    if missing:
+        raise UserError(f"{where}: {', '.join(missing)} missing from the model folder")
+    absent = [key for key in ("classes", "words", "decoding", "statistics") if key not in metadata]
+    if absent:
+        raise UserError(f"{where}: damaged model folder ({METADATA} lacks {', '.join(absent)})")
+    try:
+        config = Config.from_json(folder / CONFIG)
+        stats = FoldStatistics.from_dict(metadata["statistics"])
+    except (UserError, KeyError, ValueError, TypeError, json.JSONDecodeError) as error:
+        raise UserError(f"{where}: damaged model folder ({type(error).__name__}: {error})") from error
+    return ModelFolder(folder=folder, flag=flag, config=config, metadata=metadata, stats=stats)
+
+
+def load_model_folder(path: str | Path, flag: str = "--model", device: str | torch.device | None = None
+                      ) -> LoadedModel:
+    """`read_model_folder(path).load(device)`."""
+    return read_model_folder(path, flag).load(device)
+
+
+# --- evaluation --------------------------------------------------------------------------------------------------
+def data_for_model(folder: ModelFolder | LoadedModel, data: AudioData) -> AudioData:
+    """`data` in the model's terms: its labels as the model's class ids and its words as ids of the model's word
+    table (its own rows and splits kept). A label or (with conditioning) a word the model does not know is a
+    DataError naming the row."""
+    if data.classes == list(folder.classes) and data.words == list(folder.words):
+        return data
+    mapped = clips_for_inference(data.manifest, folder.classes, folder.words, uses_covariates(folder.config),
+                                 regression=data.regression, waveforms=lambda _: data.waveforms)
+    return dataclasses.replace(mapped, splits=data.splits, shuffle=data.shuffle)
+
+
+@dataclass
+class Evaluation:
+    outputs: np.ndarray  # probabilities [n, classes], or values [n, 1]
+    metrics: dict[str, float] | None  # `score` (what training reports), when the rows have labels
+    report: dict[str, Any] | None  # the clinical report (core/report.py), when asked for
+
+
+def evaluate_model(loaded: LoadedModel, data: AudioData, rows: np.ndarray, labelled: bool = True,
+                   report: Config | None = None, batch_size: int | None = None) -> Evaluation:
+    """Run the loaded model on `rows` of `data` (mapped to the model's class and word tables first); with labels,
+    also score them, and with `report` (a config: age bands, positive class, bootstrap seed) write the clinical
+    report. The one evaluation of `core.train --eval-only`, `tune.final` and `tune.predict`."""
+    data = data_for_model(loaded, data)
+    outputs = predict(loaded.model, loaded.featurizer, data, rows, loaded.device,
+                      batch_size or loaded.config.train.eval_batch_size)
+    metrics = score(data, rows, outputs) if labelled and len(rows) else None
+    clinical = report_of_rows(report, data, rows, outputs) if labelled and report is not None and len(rows) \
+        else None
+    return Evaluation(outputs=outputs, metrics=metrics, report=clinical)

@@ -1,0 +1,214 @@
+"""`python -m tune.predict --model DIR --data MANIFEST_OR_FOLDER`: run a saved model on new clips.
+
+DIR is a model folder: the --out of `tune.final` (or a fold<N>/ of `core.train --out`). It is self-contained:
+the training manifest, decode cache and pretrained checkpoint are never read.
+
+--data is a manifest (CSV or Parquet with a `path` column, relative to the manifest's folder or --audio-root,
+and any of `word`, `age`, `speaker` and the model's target column, e.g. `label`) or a folder, whose audio files
+(wav, flac, ogg, mp3, aiff; any depth, sorted) are the clips. Clips are decoded as in training (soundfile, channels
+averaged to mono, resampled, cut or zero-padded to the model's length). A model conditioned on age and word
+(features.conditioning) needs both columns and only words it was trained on.
+
+Writes --out (CSV): one row per clip with `path`, `predicted` and `p_<class>` for each class (a regressor:
+`prediction`), then the manifest's other columns. When the manifest has the target column, also prints the
+metrics and writes the clinical report (as tune.final's report.json) to `<out stem>_report.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import soundfile
+
+from core.command_line import ArgumentParser, check_output_folder, run_command, write_json
+from core.data.cache import WaveformStore, open_cache
+from core.data.dataset import clips_for_inference
+from core.data.manifest import (
+    OPTIONAL_COLUMNS,
+    Manifest,
+    _age,
+    _check_audio,
+    _check_listed_once,
+    _line,
+    _not_number,
+    _number,
+    _refuse_nan_text,
+    _require_values,
+    _resolve,
+    _text,
+    read_table,
+)
+from core.errors import DataError, UserError
+from core.model_folder import ModelFolder, evaluate_model, read_model_folder, uses_covariates
+from core.report import positive_class
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m tune.predict", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, metavar="DIR", help="model folder (tune.final --out)")
+    p.add_argument("--data", required=True, metavar="MANIFEST_OR_FOLDER",
+                   help="manifest (CSV/Parquet) or a folder of audio files")
+    p.add_argument("--out", default="predictions.csv", metavar="CSV", help="predictions file (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out (and its _report.json) if they exist")
+    p.add_argument("--audio-root", metavar="DIR", help="folder the manifest's paths are relative to "
+                                                       "(default: the manifest's folder)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="clips per forward pass "
+                                                               "(default: the model's train.eval_batch_size)")
+    p.add_argument("--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--cache-dir", metavar="DIR", help="keep the decoded clips here for the next run "
+                                                      "(default: a temporary folder, removed after)")
+    return p
+
+
+def report_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}_report.json")
+
+
+def check_outputs(out: Path, overwrite: bool) -> None:
+    """Refuse an --out that is a folder, or that exists (or whose report exists) without --overwrite."""
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder; give a CSV file name")
+    for path in (out, report_path(out)):
+        if path.exists() and not overwrite:
+            what = "already exists" if path == out else f"its report {path} already exists"
+            raise UserError(f"--out {out}: {what}; pass --overwrite to replace it, or another --out")
+    check_output_folder(out.parent, "--out", [], overwrite)  # its folder can be made and written
+
+
+# --- the clips -------------------------------------------------------------------------------------------------
+def audio_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise DataError(f"--data {folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
+    return files
+
+
+def check_audio_file(folder: Path, file: Path) -> None:
+    try:
+        info = soundfile.info(str(file))
+    except Exception as error:
+        raise DataError(f"--data {folder}: audio file {file} is unreadable ({error})") from error
+    if info.frames == 0:
+        raise DataError(f"--data {folder}: audio file {file} is empty (0 samples)")
+
+
+def read_clips(data: Path, audio_root: str | None, target: str, regression: bool) -> tuple[Manifest, pd.DataFrame]:
+    """(the validated manifest with absolute paths, its table as written) from a manifest or a folder. Every
+    clip's header is read here: an unreadable one is a DataError naming it, before any decoding or model work.
+
+    Labels are optional and may be of one class only (a training manifest needs two): the checks are those of
+    core/data/manifest.py, minus what only training needs."""
+    if data.is_dir():
+        files = audio_files(data)
+        written = pd.DataFrame({"path": [file.relative_to(data).as_posix() for file in files]})
+        for file in files:
+            check_audio_file(data, file)
+        table = pd.DataFrame({"path": [str(file) for file in files]})
+        return Manifest(source=data.resolve(), table=table, target=target), written
+    source = data.expanduser().resolve()
+    written = read_table(source)
+    if "path" not in written.columns:
+        raise DataError(f"{source}: missing required column 'path' (columns: {', '.join(written.columns)})")
+    table = written.reset_index(drop=True).copy()
+    labelled = target in table.columns
+    for column in ("path", "word", "speaker") + ((target,) if labelled and not regression else ()):
+        if column in table.columns:
+            table[column] = [_text(value) for value in table[column]]
+    root = Path(audio_root).expanduser().resolve() if audio_root else source.parent
+    table["path"] = [_resolve(source, row, value, root) for row, value in enumerate(table["path"])]
+    _check_listed_once(source, table["path"].tolist())
+    for column in OPTIONAL_COLUMNS:
+        if column in table.columns:
+            _require_values(source, table[column], f"column {column!r}")
+    if "age" in table.columns and target != "age":
+        table["age"] = [_age(source, row, value) for row, value in enumerate(table["age"])]
+    if labelled:
+        _require_values(source, table[target], f"target {target!r}", "is empty or NaN")
+        _refuse_nan_text(source, table[target], target)
+        if regression:
+            for row, value in enumerate(table[target]):
+                if _number(value) is None:
+                    raise DataError(f"{source}: row {_line(row)}: target {target!r}={value!r} {_not_number(value)}")
+            table[target] = [_number(value) for value in table[target]]
+    for row, file in enumerate(table["path"]):
+        _check_audio(source, row, file)
+    return Manifest(source=source, table=table, target=target), written
+
+
+def prediction_table(written: pd.DataFrame, outputs: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """path, predicted, p_<class>... (or prediction), then the manifest's other columns as written."""
+    if classes:
+        columns: dict[str, Any] = {"predicted": np.asarray(classes, dtype=object)[outputs.argmax(axis=1)]}
+        columns.update({f"p_{name}": outputs[:, i] for i, name in enumerate(classes)})
+    else:
+        columns = {"prediction": outputs[:, 0]}
+    clash = sorted(set(columns) & set(written.columns))
+    if clash:
+        raise DataError(f"--data: the manifest already has column(s) {', '.join(clash)}, which the predictions are "
+                        "written to; rename them")
+    rest = written.drop(columns=["path"])
+    return pd.concat([written[["path"]].reset_index(drop=True), pd.DataFrame(columns),
+                      rest.reset_index(drop=True)], axis=1)
+
+
+# --- the command -----------------------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
+    out = Path(args.out)
+    check_outputs(out, args.overwrite)
+    folder = read_model_folder(args.model, "--model")
+    config = folder.config
+    manifest, written = read_clips(Path(args.data), args.audio_root, config.data.target, folder.regression)
+    labelled = config.data.target in manifest.table.columns
+    if labelled and not folder.regression:
+        positive_class(folder.classes, config.data.positive_class)  # the report needs one
+    with tempfile.TemporaryDirectory(prefix="audiotune-predict-") as scratch:
+        cache = args.cache_dir or scratch
+        data = clips_for_inference(manifest, folder.classes, folder.words, uses_covariates(config),
+                                   folder.regression,
+                                   waveforms=lambda paths: decode(folder, paths, cache, kept=bool(args.cache_dir)))
+        loaded = folder.load(args.device or config.train.device)
+        rows = np.arange(len(manifest), dtype=np.int64)
+        evaluation = evaluate_model(loaded, data, rows, labelled=labelled, report=config if labelled else None,
+                                    batch_size=args.batch_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prediction_table(written, evaluation.outputs, folder.classes).to_csv(out, index=False)
+    print(f"wrote {out} ({len(rows)} clips)")
+    if evaluation.report is None:
+        return None
+    write_json(report_path(out), {**evaluation.report, "model": str(folder.folder), "data": str(manifest.source)})
+    metrics = evaluation.report["metrics"]
+    print(f"metrics on {len(rows)} labelled clips: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    print(f"wrote {report_path(out)}")
+    return evaluation.report
+
+
+def decode(folder: ModelFolder, paths: list[str], cache_dir: str, kept: bool) -> WaveformStore:
+    """The clips decoded with the model's own settings, by the training decoder (core/data/audio.py)."""
+    settings = folder.decoding
+    return open_cache(paths, int(settings["sample_rate"]), float(settings["max_seconds"]), cache_dir,
+                      progress=print if kept else None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def command() -> None:
+        run(args)
+
+    return run_command(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
