@@ -58,7 +58,7 @@ def assert_same_trials(folder: Path, reference: Path, subset: bool = False) -> N
     assert set(got) <= set(want) if subset else set(got) == set(want), (sorted(got), sorted(want))
     for key, row in got.items():
         assert row["status"] == want[key]["status"] == "finished"
-        assert row["uar_mean"] == want[key]["uar_mean"] and row["uar_folds"] == want[key]["uar_folds"]
+        assert row["uar_score"] == want[key]["uar_score"] and row["uar_folds"] == want[key]["uar_folds"]
         assert row["uar_std"] == want[key]["uar_std"]
 
 
@@ -184,7 +184,7 @@ def test_diverging_config_errors_once_and_the_search_goes_on(ray_address: str, r
     table = pd.read_csv(tmp_path / "nan" / "leaderboard.csv")
     assert len(table) == 2 and set(table["status"]) == {"error"}
     assert table["error"].str.match(r"diverged: fold \d epoch \d: .*(loss is|not finite)").all(), table["error"]
-    assert (table["optim.lr"] == 1e3).all() and table["uar_mean"].isna().all()
+    assert (table["optim.lr"] == 1e3).all() and table["uar_score"].isna().all()
     lines = done.stdout.splitlines()
     for trial in table["trial_id"]:  # each trial ran once: not retried like a lost worker
         assert sum(line.startswith(f"trial {trial} start") for line in lines) == 1

@@ -7,6 +7,7 @@ The held-out test set was never seen by the search; it is used exactly once here
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -57,8 +58,9 @@ def test_report(config: Config, data: AudioData, model: torch.nn.Module, featuri
 def train_final(config: Config, data: AudioData) -> tuple[torch.nn.Module, torch.nn.Module]:
     fold = Fold(index=0, train=data.splits.development, valid=np.zeros(0, dtype=np.int64))
     result = None
+    last = config.train.stop_epoch or config.train.epochs  # the schedule spans train.epochs either way
     for result in train_fold(config, data, fold):
-        print(f"final training: epoch {result.epoch}/{config.train.epochs}  loss {result.train_loss:.4f}", flush=True)
+        print(f"final training: epoch {result.epoch}/{last}  loss {result.train_loss:.4f}", flush=True)
     assert result is not None  # train.epochs >= 1 is validated
     return result.model, result.featurizer
 
@@ -75,9 +77,17 @@ def load_checkpoint(path: Path, config: Config, data: AudioData) -> tuple[torch.
     return model.to(device), featurizer.to(device)
 
 
+def validated_score(path: Path) -> dict[str, Any] | None:
+    """The `validated` block of a best_config.json export (the search's cross-validated score); None for a plain
+    config."""
+    raw = json.loads(path.read_text())
+    return raw.get("validated") if isinstance(raw, dict) else None
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     config_path = Path(args.config)
     config = load_config_file(config_path)
+    cv_score = validated_score(config_path)
     overrides = {k: v for k, v in {"data.manifest": args.data, "data.audio_root": args.audio_root}.items() if v}
     overrides["data.splits_file"] = beside_config(config.data.splits_file, config_path)
     config = config.with_overrides(overrides).validate()
@@ -95,6 +105,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         model, featurizer = train_final(config, data)
     report = test_report(config, data, model, featurizer)
+    if cv_score is not None:
+        report["cv_score"] = cv_score
     report["seconds"] = round(time.time() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
     name = "eval_report.json" if args.eval_only else "report.json"
