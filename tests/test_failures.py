@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -24,6 +25,7 @@ from ray_cluster import CliProcess, ray_dashboard  # noqa: F401  (fixture)
 
 from core.config import load_config_file
 from core.data.dataset import prepare_data
+from core.data.recorded import clip_keys
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -84,10 +86,12 @@ def test_same_seed_same_folds_configs_and_scores(reference: Path, ray_address: s
     # the same folds: as saved by both searches, and as core makes them from the exported config
     splits = json.loads((again / "splits.json").read_text())
     assert splits == json.loads((reference / "splits.json").read_text())
-    data = prepare_data(load_config_file(again / "best_config.json"))
-    assert splits["test"] == data.splits.test.tolist()
+    config = load_config_file(again / "best_config.json")
+    data = prepare_data(config)
+    keys = np.asarray(clip_keys(data.manifest, config.data.audio_root))  # splits.json names clips by path
+    assert splits["test"] == keys[data.splits.test].tolist()
     assert [(f["train"], f["valid"]) for f in splits["folds"]] == [
-        (f.train.tolist(), f.valid.tolist()) for f in data.splits.folds]
+        (keys[f.train].tolist(), keys[f.valid].tolist()) for f in data.splits.folds]
     # the same configs (the reference's first two draws) and exactly the same scores
     assert len(trials_by_params(again)) == 2
     assert_same_trials(again, reference, subset=True)
