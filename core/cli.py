@@ -1,10 +1,12 @@
 """`python -m core.train`: one config over its folds, one after another, without Ray.
 
-The original `main.py` workflow and the way to debug a recipe: prints one line per epoch per fold and the fold
-mean ± std of the selected epochs (train.select); with --out, writes fold<N>.json (every epoch's numbers),
-fold<N>/ (the fold's selected model, a self-contained model folder: see core/model_folder.py) and summary.json.
---eval-only scores a saved model folder (fold<N>/, or tune.final's --out) on the held-out test set, or with
---fold N on that fold's validation rows.
+The original `main.py` workflow and the way to debug a recipe: prints one line per epoch per fold and the score
+as the search computes it (core/scoring.py: the fold-mean curve at its best or last epoch, train.select, one epoch
+for all folds); with --out, writes fold<N>.json (every epoch's numbers), fold<N>/ (the fold's selected model, a
+self-contained model folder: see core/model_folder.py) and summary.json. --eval-only scores a saved model folder
+(fold<N>/, or tune.final's --out) on the held-out test set, or with --fold N on that fold's validation rows. With
+a best_config.json export each fold stops at the validated epoch (train.stop_epoch) under the search's schedule
+horizon, and the score printed is the search's.
 
 Config layers: defaults < --config (plain, or a best_config.json export) < --data < --set KEY=VALUE.
 """
@@ -17,6 +19,7 @@ import dataclasses
 import inspect
 import io
 import json
+import math
 import sys
 import textwrap
 import tokenize
@@ -40,6 +43,7 @@ from core.model_folder import ModelFolder, evaluate_model, read_model_folder, sa
 from core.models import MODELS
 from core.models.whisper import POOLINGS
 from core.optim import OPTIMIZERS, SCHEDULERS
+from core.scoring import cross_validated_score, finite_mean, fold_matrix, sample_std
 from core.statistics import FoldStatistics
 from core.train import EpochResult, NonFiniteLossError, train_fold
 
@@ -163,22 +167,30 @@ def run_fold(config: Config, data: AudioData, index: int, out: Path | None) -> d
 
 
 def summarise(config: Config, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Fold mean and (population) std of each metric of the selected epochs, as the search's leaderboard does."""
-    names = list(dict.fromkeys(name for r in records for name in r["metrics"]))
-    values = {name: np.array([r["metrics"].get(name, np.nan) for r in records], dtype=np.float64) for name in names}
-    return {"metric": config.train.metric, "select": config.train.select, "folds": [r["fold"] for r in records],
-            "mean": {n: float(np.nanmean(v)) if np.isfinite(v).any() else None for n, v in values.items()},
-            "std": {n: float(np.nanstd(v)) if np.isfinite(v).any() else None for n, v in values.items()},
-            "per_fold": {n: [float(x) for x in v] for n, v in values.items()}}
+    """The config's score (core/scoring.py, as the search computes it) from each fold's metric after every epoch:
+    the fold-mean curve read at one epoch e* for all folds; and every metric's fold mean, sample std and per-fold
+    values at e*."""
+    t = config.train
+    names = list(dict.fromkeys(name for r in records for e in r["epochs"] for name in e["metrics"]))
+    curves = {name: [[e["metrics"].get(name, math.nan) for e in r["epochs"]] for r in records] for name in names}
+    score = cross_validated_score(curves.get(t.metric, [[] for _ in records]), METRICS.get(t.metric).mode, t.select)
+    at = {name: fold_matrix(values)[:, score.epoch - 1] if score.epoch else np.full(len(records), np.nan)
+          for name, values in curves.items()}
+    return {"metric": t.metric, "select": t.select, "folds": [r["fold"] for r in records],
+            "score": score.to_dict(), "epoch": score.epoch,
+            "mean": {n: finite_mean(v) if np.isfinite(v).any() else None for n, v in at.items()},
+            "std": {n: sample_std(v) if np.isfinite(v).sum() >= 2 else None for n, v in at.items()},
+            "per_fold": {n: [float(x) for x in v] for n, v in at.items()}}
 
 
 def train_folds(config: Config, data: AudioData, folds: list[int], out: Path | None) -> dict[str, Any]:
     records = [run_fold(config, data, index, out) for index in folds]
     summary = summarise(config, records)
     first = [config.train.metric] + [n for n in summary["mean"] if n != config.train.metric]
-    parts = [f"{n} {summary['mean'][n]:.4f} ± {summary['std'][n]:.4f}" for n in first
-             if summary["mean"].get(n) is not None]
-    print(f"fold mean over {len(records)} fold(s), {config.train.select} epoch: " + "  ".join(parts), flush=True)
+    parts = [f"{n} {summary['mean'][n]:.4f} ± " + ("n/a" if summary["std"][n] is None else f"{summary['std'][n]:.4f}")
+             for n in first if summary["mean"].get(n) is not None]
+    print(f"fold mean over {len(records)} fold(s), {config.train.select} epoch {summary['epoch']} of the fold-mean "
+          f"curve: " + "  ".join(parts), flush=True)
     if out is not None:
         write_json(out / "summary.json", {**summary, "config": config.to_dict()})
     return summary

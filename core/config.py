@@ -119,6 +119,7 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 10
+    stop_epoch: int = 0  # stop after this epoch (0: train.epochs); the lr schedule still spans train.epochs
     batch_size: int = 16
     metric: str = "uar"  # validation metric that selects epochs and configs
     select: str = "best"  # best | last epoch of each fold
@@ -327,6 +328,7 @@ def _loss_rules(c: Config) -> None:
 def _train_rules(c: Config) -> None:
     t = c.train
     require(t.epochs >= 1, "train.epochs", "must be >= 1", c)
+    require(0 <= t.stop_epoch <= t.epochs, "train.stop_epoch", f"must be in [0, train.epochs={t.epochs}]", c)
     require(t.batch_size >= 1, "train.batch_size", "must be >= 1", c)
     require(t.eval_batch_size >= 1, "train.eval_batch_size", "must be >= 1", c)
     require(t.select in ("best", "last"), "train.select", "must be best or last", c)

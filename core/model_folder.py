@@ -126,7 +126,8 @@ def card_text(config: Config, metadata: dict[str, Any]) -> str:
     if cv:
         folds = ", ".join(_number(v) for v in cv.get("folds", []))
         lines.append(f"- cross-validated {card.get('metric', config.train.metric)} (search): "
-                     f"{_number(cv.get('mean'))} ± {_number(cv.get('std'))} (folds: {folds})")
+                     f"{_number(cv.get('score'))} ± {_number(cv.get('std'))} at epoch {cv.get('epoch')} of "
+                     f"{cv.get('horizon')} (folds: {folds})")
     else:
         lines.append("- cross-validated score: not recorded (the config was not a search's best_config.json)")
     for name, metrics in (("test", card.get("test")), ("validation", card.get("validation"))):

@@ -48,6 +48,7 @@ class EpochResult:
     state: dict[str, Any] = field(repr=False)  # torch.save-able; pass back as `resume` to continue exactly
     model: nn.Module = field(repr=False)  # the selected model (best or last epoch, per train.select)
     featurizer: nn.Module = field(repr=False)
+    outputs: np.ndarray | None = field(default=None, repr=False)  # this epoch's predictions on fold.valid, in order
 
 
 def resolve_device(name: str) -> torch.device:
@@ -87,7 +88,8 @@ class _Progress:
 
 def train_fold(config: Config, data: AudioData, fold: Fold,
                resume: dict[str, Any] | None = None) -> Iterator[EpochResult]:
-    """Train `config` on `fold.train`, validating on `fold.valid` after every epoch; yield one result per epoch.
+    """Train `config` on `fold.train`, validating on `fold.valid` after every epoch; yield one result per epoch, up
+    to `train.stop_epoch` when it is set.
 
     Seeded from `train.seed` and the fold index, with its own RNG streams: two runs on CPU give the same numbers,
     and so does a run resumed from any yielded `state`.
@@ -105,7 +107,10 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
     optimizer = OPTIMIZERS.get(config.optim.name)((p for p in model.parameters() if p.requires_grad), config.optim)
     mode = METRICS.get(t.metric).mode
     schedule = SCHEDULERS.get(config.optim.scheduler)
+    # The schedule spans train.epochs even when train.stop_epoch ends training sooner: the final run then follows
+    # the learning-rate trajectory the search's folds validated, epoch for epoch.
     scheduler = schedule(optimizer, config.optim, steps_per_epoch * t.epochs, mode)
+    last_epoch = t.stop_epoch or t.epochs
     scaler = grad_scaler(device, t.precision)
     progress = _Progress()
     if resume is not None:
@@ -134,7 +139,7 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
             nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
         return loss
 
-    for epoch in range(progress.epoch + 1, t.epochs + 1):
+    for epoch in range(progress.epoch + 1, last_epoch + 1):
         model.train()
         featurizer.train()
         losses = []
@@ -157,6 +162,7 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
                 losses.append(loss.item())
 
         metrics: dict[str, float] = {}
+        outputs = None
         if len(fold.valid):
             outputs = predict(model, featurizer, data, fold.valid, device, t.eval_batch_size)
             if not np.isfinite(outputs).all():  # weights blew up although the last batch's loss was finite
@@ -172,7 +178,7 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
                 progress.best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             progress.since_best += 1
-        stopped = progress.stopped = t.patience > 0 and progress.since_best >= t.patience and epoch < t.epochs
+        stopped = progress.stopped = t.patience > 0 and progress.since_best >= t.patience and epoch < last_epoch
         if t.select == "best" and progress.best_model is not None:
             selected.load_state_dict(progress.best_model)
         # A snapshot, not views of the live tensors: a state kept while training goes on must still resume exactly.
@@ -181,7 +187,7 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
                                "random": random.state_dict(), "progress": vars(progress)})
         yield EpochResult(fold=fold.index, epoch=epoch, train_loss=float(np.mean(losses)), metrics=metrics,
                           best_epoch=progress.best_epoch, best_score=progress.best_score, stopped=stopped,
-                          state=state, model=selected, featurizer=featurizer)
+                          state=state, model=selected, featurizer=featurizer, outputs=outputs)
         if stopped:
             return
 

@@ -1,6 +1,6 @@
 """`python -m core.train` as a real subprocess on the toy clips: trains every fold (or one), prints per-epoch lines
-and the fold mean ± std, writes per-fold JSON, models and a summary; evaluates saved models; documents every config
-key in --help; turns bad input into one line and exit 2."""
+and the score (fold-mean curve at e*, ± sample std), writes per-fold JSON, models and a summary; evaluates saved
+models; documents every config key in --help; turns bad input into one line and exit 2."""
 
 from __future__ import annotations
 
@@ -64,16 +64,22 @@ def test_runs_every_fold_and_summarises(trained: tuple[Path, str], toy_data: Aud
     saved = load_file(str(out / "fold0" / "model.safetensors"))  # fold0/ is a model folder
     for key, value in expected[-1].model.state_dict().items():
         torch.testing.assert_close(saved[f"model.{key}"], value, rtol=1e-5, atol=1e-6)
-    # Each fold's reported metrics are its selected epoch's; the summary is their mean and population std.
+    # Each fold's record (and fold<N>/) is its own selected epoch's; the score is the search's: the fold-mean
+    # curve at its best epoch e*, one epoch for all folds, with the folds' sample std there.
     for record in records:
         assert record["metrics"] == record["epochs"][record["selected_epoch"] - 1]["metrics"]
-    uar = np.array([r["metrics"]["uar"] for r in records])
+    curves = np.array([[e["metrics"]["uar"] for e in r["epochs"]] for r in records])  # [folds, epochs]
+    best = int(np.argmax(curves.mean(axis=0)))
+    uar = curves[:, best]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["mean"]["uar"] == pytest.approx(uar.mean()) and summary["std"]["uar"] == pytest.approx(uar.std())
+    assert summary["epoch"] == summary["score"]["epoch"] == best + 1
+    assert summary["score"]["score"] == pytest.approx(uar.mean(), abs=1e-12)
+    assert summary["mean"]["uar"] == pytest.approx(uar.mean()) and summary["std"]["uar"] == pytest.approx(
+        uar.std(ddof=1))
     assert summary["per_fold"]["uar"] == pytest.approx(uar.tolist())
     final = stdout.strip().splitlines()[-1]
-    assert final.startswith(f"fold mean over {len(records)} fold(s), best epoch: uar {uar.mean():.4f} ± "
-                            f"{uar.std():.4f}")
+    assert final.startswith(f"fold mean over {len(records)} fold(s), best epoch {best + 1} of the fold-mean curve: "
+                            f"uar {uar.mean():.4f} ± {uar.std(ddof=1):.4f}")
 
 
 def test_eval_only_on_a_folds_validation_rows(trained: tuple[Path, str]) -> None:
@@ -112,7 +118,7 @@ def test_one_fold_only(toy_config_file: Path, tmp_path: Path) -> None:
     lines = [line for line in done.stdout.splitlines() if line.startswith("fold ")]
     assert lines[0].startswith("fold 2  epoch 1/1") and lines[1].startswith("fold mean over 1 fold(s)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fold2", "fold2.json", "summary.json"]
-    assert json.loads((tmp_path / "summary.json").read_text())["std"]["uar"] == 0.0
+    assert json.loads((tmp_path / "summary.json").read_text())["std"]["uar"] is None  # a sample std needs 2 folds
 
 
 def test_help_documents_every_config_key() -> None:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -24,6 +25,7 @@ from ray_cluster import CliProcess, ray_dashboard  # noqa: F401  (fixture)
 
 from core.config import load_config_file
 from core.data.dataset import prepare_data
+from core.data.recorded import clip_keys
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -58,7 +60,7 @@ def assert_same_trials(folder: Path, reference: Path, subset: bool = False) -> N
     assert set(got) <= set(want) if subset else set(got) == set(want), (sorted(got), sorted(want))
     for key, row in got.items():
         assert row["status"] == want[key]["status"] == "finished"
-        assert row["uar_mean"] == want[key]["uar_mean"] and row["uar_folds"] == want[key]["uar_folds"]
+        assert row["uar_score"] == want[key]["uar_score"] and row["uar_folds"] == want[key]["uar_folds"]
         assert row["uar_std"] == want[key]["uar_std"]
 
 
@@ -84,10 +86,12 @@ def test_same_seed_same_folds_configs_and_scores(reference: Path, ray_address: s
     # the same folds: as saved by both searches, and as core makes them from the exported config
     splits = json.loads((again / "splits.json").read_text())
     assert splits == json.loads((reference / "splits.json").read_text())
-    data = prepare_data(load_config_file(again / "best_config.json"))
-    assert splits["test"] == data.splits.test.tolist()
+    config = load_config_file(again / "best_config.json")
+    data = prepare_data(config)
+    keys = np.asarray(clip_keys(data.manifest, config.data.audio_root))  # splits.json names clips by path
+    assert splits["test"] == keys[data.splits.test].tolist()
     assert [(f["train"], f["valid"]) for f in splits["folds"]] == [
-        (f.train.tolist(), f.valid.tolist()) for f in data.splits.folds]
+        (keys[f.train].tolist(), keys[f.valid].tolist()) for f in data.splits.folds]
     # the same configs (the reference's first two draws) and exactly the same scores
     assert len(trials_by_params(again)) == 2
     assert_same_trials(again, reference, subset=True)
@@ -184,7 +188,7 @@ def test_diverging_config_errors_once_and_the_search_goes_on(ray_address: str, r
     table = pd.read_csv(tmp_path / "nan" / "leaderboard.csv")
     assert len(table) == 2 and set(table["status"]) == {"error"}
     assert table["error"].str.match(r"diverged: fold \d epoch \d: .*(loss is|not finite)").all(), table["error"]
-    assert (table["optim.lr"] == 1e3).all() and table["uar_mean"].isna().all()
+    assert (table["optim.lr"] == 1e3).all() and table["uar_score"].isna().all()
     lines = done.stdout.splitlines()
     for trial in table["trial_id"]:  # each trial ran once: not retried like a lost worker
         assert sum(line.startswith(f"trial {trial} start") for line in lines) == 1

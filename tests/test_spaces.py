@@ -74,4 +74,4 @@ def test_space_runs_through_tune_run(name: str, ray_address: str, ray_env: dict[
             assert config.get(key) == Config().with_overrides({key: value}).get(key)
     for key, value in export["params"].items():
         assert config.get(key) == Config().with_overrides({key: value}).get(key)
-    assert len(export["score"]["folds"]) == 2
+    assert len(export["validated"]["folds"]) == 2

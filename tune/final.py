@@ -73,12 +73,12 @@ def test_report(config: Config, data: AudioData, model: torch.nn.Module | Loaded
 
 
 def search_score(config_path: Path) -> dict[str, Any]:
-    """The cross-validated evidence a search's best_config.json carries (`metric`, `score`, `validated`), for the
+    """The cross-validated evidence a search's best_config.json carries (`metric`, `validated`), for the
     model card; empty for a plain config."""
     raw = json.loads(config_path.read_text())
     if not isinstance(raw, dict) or "config" not in raw:
         return {}
-    return {key: raw[key] for key in ("metric", "score", "validated") if key in raw}
+    return {key: raw[key] for key in ("metric", "validated") if key in raw}
 
 
 def model_card(config: Config, data: AudioData, stats: FoldStatistics, report: dict[str, Any],
@@ -92,15 +92,16 @@ def model_card(config: Config, data: AudioData, stats: FoldStatistics, report: d
     if np.isfinite(stats.age_min):
         trained_on["age_range"] = [stats.age_min, stats.age_max]
     return {"trained_on": trained_on, "metric": evidence.get("metric", config.train.metric),
-            "cv_score": evidence.get("score"), "validated": evidence.get("validated"),
+            "cv_score": evidence.get("validated"),
             "test": report["metrics"], "test_clips": report["test_clips"]}
 
 
 def train_final(config: Config, data: AudioData) -> tuple[torch.nn.Module, torch.nn.Module]:
     fold = Fold(index=0, train=data.splits.development, valid=np.zeros(0, dtype=np.int64))
     result = None
+    last = config.train.stop_epoch or config.train.epochs  # the schedule spans train.epochs either way
     for result in train_fold(config, data, fold):
-        print(f"final training: epoch {result.epoch}/{config.train.epochs}  loss {result.train_loss:.4f}", flush=True)
+        print(f"final training: epoch {result.epoch}/{last}  loss {result.train_loss:.4f}", flush=True)
     assert result is not None  # train.epochs >= 1 is validated
     return result.model, result.featurizer
 
@@ -127,13 +128,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model, featurizer = train_final(config, data)
         loaded = trained_model(config, data, model, featurizer)
         report = test_report(config, data, loaded)
+    evidence = search_score(config_path)
+    if "validated" in evidence:  # the search's cross-validated score, beside the test score
+        report["cv_score"] = evidence["validated"]
     report["seconds"] = round(time.time() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
     name = "eval_report.json" if args.eval_only else "report.json"
     write_json(out / name, report)
     if saved is None:
         save_model_folder(out, loaded.model, loaded.featurizer, config, loaded.stats,
-                          model_card(config, data, loaded.stats, report, search_score(config_path)))
+                          model_card(config, data, loaded.stats, report, evidence))
     metrics = report["metrics"]
     print("test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({report['test_clips']} clips)")
     print(f"wrote {out / name}" + ("" if args.eval_only else f" and the model folder {out} (tune.predict --model)"))

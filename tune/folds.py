@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
+import numpy as np
 import ray
 import torch
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -34,16 +35,17 @@ class FoldReport:
     stopped: bool
     placement: dict[str, Any] = field(default_factory=dict)  # where it ran: pid, node, Ray resources
     state: dict[str, Any] | None = field(default=None, repr=False)  # None once restored from a summary
+    outputs: np.ndarray | None = field(default=None, repr=False)  # predictions on the fold's validation rows
 
     @classmethod
     def from_epoch(cls, result: EpochResult) -> FoldReport:
         return cls(fold=result.fold, epoch=result.epoch, train_loss=result.train_loss, metrics=dict(result.metrics),
                    best_epoch=result.best_epoch, best_score=result.best_score, stopped=result.stopped,
-                   placement=placement(), state=result.state)
+                   placement=placement(), state=result.state, outputs=result.outputs)
 
     def summary(self) -> dict[str, Any]:
-        """Everything but the state (JSON for the checkpoint's trial.json)."""
-        return {key: value for key, value in asdict(self).items() if key != "state"}
+        """Everything but the state and the outputs (JSON for the checkpoint's trial.json)."""
+        return {item.name: getattr(self, item.name) for item in fields(self) if item.name not in ("state", "outputs")}
 
 
 def placement() -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""The leaderboard: one row per trial (config, fold mean ± std, per-fold scores), best first."""
+"""The leaderboard: one row per trial, best score first: `{metric}_score` (core/scoring.py: the fold-mean curve at
+e*, `score_epoch`), `{metric}_std` (sample std of the folds at e*), `{metric}_folds` (each fold at e*), the epochs
+it ran, each fold's own best epoch (for information: not the score), its status and its parameters."""
 
 from __future__ import annotations
 
@@ -17,16 +19,14 @@ def trial_rows(grid: ResultGrid, metric: str, epochs: int) -> list[dict[str, Any
     for result in grid:
         last = result.metrics or {}
         epoch = int(last.get("epoch", 0) or 0)
-        folds = fold_values(last, metric)
-        # `error` in the metrics: the trainable ended a diverged config itself (no Tune retries for it)
-        failed = result.error is not None or bool(last.get("error"))
-        status = "error" if failed else ("finished" if epoch >= epochs else "stopped (ASHA)")
+        folds = fold_values(last, f"{metric}_score")
         row: dict[str, Any] = {
             "trial_id": last.get("trial_id") or result.path.rstrip("/").rsplit("/", 1)[-1],
-            "status": status,
-            f"{metric}_mean": last.get(f"{metric}_mean", math.nan),
-            f"{metric}_std": last.get(f"{metric}_std", math.nan),
+            "status": trial_status(result.error, last, epochs),
+            f"{metric}_score": last.get(f"{metric}_score", math.nan),
+            f"{metric}_std": last.get(f"{metric}_score_std", math.nan),
             f"{metric}_folds": " ".join(f"{v:.4f}" for v in folds),
+            "score_epoch": int(last.get("score_epoch", 0) or 0),
             "epochs": epoch,
             "best_epochs": " ".join(str(int(v)) for v in fold_values(last, "best_epoch")),
             "error": _error_text(result.error) or str(last.get("error") or ""),
@@ -34,6 +34,22 @@ def trial_rows(grid: ResultGrid, metric: str, epochs: int) -> list[dict[str, Any
         row.update({key: value for key, value in sorted(result.config.items())})
         rows.append(row)
     return rows
+
+
+FINISHED, ASHA, PATIENCE, ERROR = "finished", "stopped (ASHA)", "early-stopped (patience)", "error"
+
+
+def trial_status(error: BaseException | None, last: dict[str, Any], epochs: int) -> str:
+    """finished (ran `epochs`), early-stopped (patience) (every fold stopped itself), stopped (ASHA), or error."""
+    # `error` in the metrics: the trainable ended a diverged config itself (no Tune retries for it)
+    if error is not None or last.get("error"):
+        return ERROR
+    if int(last.get("epoch", 0) or 0) >= epochs:
+        return FINISHED
+    folds = len([key for key in last if key.startswith("train_loss_fold")])
+    if folds and int(last.get("folds_stopped", 0) or 0) >= folds:
+        return PATIENCE
+    return ASHA
 
 
 def _error_text(error: BaseException | None) -> str:
@@ -47,7 +63,7 @@ def build_leaderboard(grid: ResultGrid, metric: str, mode: str, epochs: int) -> 
     table = pd.DataFrame(trial_rows(grid, metric, epochs))
     if table.empty:
         return table
-    table = table.sort_values(f"{metric}_mean", ascending=mode == "min", na_position="last", kind="stable")
+    table = table.sort_values(f"{metric}_score", ascending=mode == "min", na_position="last", kind="stable")
     table.insert(0, "rank", range(1, len(table) + 1))
     return table.reset_index(drop=True)
 
@@ -66,10 +82,11 @@ def format_leaderboard(table: pd.DataFrame, metric: str, top: int = 10) -> str:
     """A compact text table: rank, trial, status, score, folds and the searched parameters."""
     if table.empty:
         return "(no trials)"
-    fixed = ["rank", "trial_id", "status", f"{metric}_mean", f"{metric}_std", f"{metric}_folds", "epochs"]
+    fixed = ["rank", "trial_id", "status", f"{metric}_score", f"{metric}_std", f"{metric}_folds", "score_epoch",
+             "epochs"]
     params = [c for c in table.columns if "." in c]
     shown = table[fixed + params].head(top).copy()
-    for column in (f"{metric}_mean", f"{metric}_std"):
+    for column in (f"{metric}_score", f"{metric}_std"):
         shown[column] = shown[column].map(lambda v: f"{v:.4f}")
     for column in params:
         shown[column] = shown[column].map(lambda v: f"{v:.3g}" if isinstance(v, float) else str(v))

@@ -10,6 +10,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from tune.aggregate import fold_values
+from tune.leaderboard import trial_status
 
 
 def trial_number(trial: Trial) -> str:
@@ -52,9 +53,9 @@ class TrialLines(Callback):
         if result.get("error"):
             self._line(f"trial {trial_number(trial)} ended at epoch {epoch}: {result['error']}")
             return
-        how = "finished" if epoch >= self.epochs else "stopped early by ASHA"
-        self._line(f"trial {trial_number(trial)} {how} at epoch {epoch}: "
-                   f"{self.metric} {result.get(f'{self.metric}_mean', math.nan):.3f}")
+        how = trial_status(None, result, self.epochs)
+        self._line(f"trial {trial_number(trial)} {how} at epoch {epoch}: score {self.metric} "
+                   f"{result.get(f'{self.metric}_score', math.nan):.3f} at epoch {int(result.get('score_epoch', 0))}")
 
     def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         latest = trial.latest_checkpoint_result  # what the restart resumes from (the last result may be newer)

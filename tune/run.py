@@ -13,22 +13,26 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import optuna
 import torch
-from ray.tune import Tuner
+from ray.tune import ResultGrid, Tuner
 
 from core.checks import check_run
+from core.command_line import plain_json
+from core.config import Config
 from core.data.dataset import AudioData, prepare_data
 from core.data.recorded import record
-from core.errors import UserError
+from core.errors import ConfigError, UserError
 from core.models import MODELS
+from core.report import report_of_rows
 from core.statistics import FoldStatistics
 from search_spaces import SPACES, SearchSpace, describe, format_distribution
 from tune.arguments import RunSettings, build_parser, settings_from_args
 from tune.cluster import check_reachable, cluster_gpus, cluster_nodes, local_gpus, local_nodes, start_ray
-from tune.export import build_export
+from tune.export import build_export, out_of_fold
 from tune.interrupt import Interruption
 from tune.leaderboard import build_leaderboard, format_leaderboard, to_csv_bytes, to_parquet_bytes
 from tune.pinning import PinnedSpace
@@ -36,7 +40,7 @@ from tune.resources import check_device, check_fits, resolve_gpus, trial_resourc
 from tune.search import build_tuner, objective, restore_tuner
 from tune.storage import RunStore
 from tune.study import record_study
-from tune.trainable import trial_config
+from tune.trainable import selected_predictions, trial_config
 
 SETTINGS_FILE = "run.json"
 SPLITS_FILE = "splits.json"
@@ -235,7 +239,7 @@ def search(settings: RunSettings, space: SearchSpace, store: RunStore, data: Aud
         print(f"\ninterrupted; the search state is saved. Resume with:\n  "
               f"{resume_command(settings, store, args.address)}", file=sys.stderr)
         return 130
-    return finish(settings, space, store, grid, started)
+    return finish(settings, space, store, grid, started, data)
 
 
 def check_resources(settings: RunSettings, nodes: list[dict[str, float]], where: str) -> None:
@@ -251,11 +255,37 @@ def describe_resources(settings: RunSettings) -> str:
     return f"{text} (trial + one bundle per fold)" if settings.fold_parallel else text
 
 
-def finish(settings: RunSettings, space: SearchSpace, store: RunStore, grid: object, started: float) -> int:
+def write_out_of_fold(store: RunStore, grid: ResultGrid, export: dict, data: AudioData) -> list[str]:
+    """The winner's out-of-fold predictions at e* (oof_predictions.csv/.parquet, from its last checkpoint) and
+    their clinical report (report.json, core/report.py): every development clip, not just the test set."""
+    result = next(r for r in grid if (r.metrics or {}).get("trial_id") == export["trial_id"])
+    if result.checkpoint is None:
+        print("note: the winner has no checkpoint; no out-of-fold predictions written", file=sys.stderr)
+        return []
+    with result.checkpoint.as_directory() as folder:
+        epoch, outputs = selected_predictions(Path(folder))
+    config = Config.from_dict(export["config"])
+    table, rows, values = out_of_fold(config, data, outputs)
+    written = [store.write_bytes("oof_predictions.csv", to_csv_bytes(table)),
+               store.write_bytes("oof_predictions.parquet", to_parquet_bytes(table))]
+    try:
+        report = {**report_of_rows(config, data, rows, values), "rows": "out-of-fold (development clips)",
+                  "epoch": epoch}
+    except ConfigError as error:  # e.g. no positive class to name: the predictions stand without a report
+        print(f"note: no out-of-fold report.json: {error}", file=sys.stderr)
+        return written
+    written.append(store.write_bytes("report.json", (json.dumps(plain_json(report), indent=2, allow_nan=False)
+                                                     + "\n").encode()))
+    return written
+
+
+def finish(settings: RunSettings, space: SearchSpace, store: RunStore, grid: ResultGrid, started: float,
+           data: AudioData) -> int:
     metric = settings.config.train.metric
     _, mode = objective(settings)
     table = build_leaderboard(grid, metric, mode, settings.config.train.epochs)
-    print("\nleaderboard (fold mean ± std of valid " + metric + "):")
+    print(f"\nleaderboard (score: fold-mean valid {metric} at the epoch {settings.config.train.select} picks, "
+          "± sample std of the folds there):")
     print(format_leaderboard(table, metric))
     written = [store.write_bytes("leaderboard.csv", to_csv_bytes(table)),
                store.write_bytes("leaderboard.parquet", to_parquet_bytes(table)),
@@ -273,10 +303,12 @@ def finish(settings: RunSettings, space: SearchSpace, store: RunStore, grid: obj
         print("error: every trial failed; see the leaderboard's error column", file=sys.stderr)
         return 1
     written.append(store.write_bytes("best_config.json", (json.dumps(export, indent=2) + "\n").encode()))
-    score = export["score"]
-    print(f"\nbest: trial {export['trial_id']}  {metric} {score['mean']:.4f} ± {score['std']:.4f}  folds "
-          + " ".join(f"{v:.3f}" for v in score["folds"]) + f"  (epochs for final training: "
-          f"{export['config']['train']['epochs']})")
+    written.extend(write_out_of_fold(store, grid, export, data))
+    score = export["validated"]
+    print(f"\nbest: trial {export['trial_id']}  {metric} {score['score']:.4f} ± {score['std']:.4f} at epoch "
+          f"{score['epoch']} of {score['horizon']}  folds " + " ".join(f"{v:.3f}" for v in score["folds"])
+          + f"  (final training: the {score['horizon']}-epoch schedule, stopped after epoch "
+          f"{export['config']['train']['stop_epoch'] or score['horizon']})")
     print("wrote:\n  " + "\n  ".join(written))
     print(f"next: python -m tune.final --config {store.display('best_config.json')}")
     return 0

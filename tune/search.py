@@ -36,9 +36,14 @@ class DivergenceAwareOptunaSearch(OptunaSearch):
 
 
 def objective(settings: RunSettings) -> tuple[str, str]:
-    """(Tune metric key, mode) from the config's selection metric."""
+    """(Tune result key Optuna is told, mode): the config's cross-validated score (core/scoring.py)."""
     metric = settings.config.train.metric
-    return f"{metric}_mean", METRICS.get(metric).mode
+    return f"{metric}_score", METRICS.get(metric).mode
+
+
+def pruning_key(settings: RunSettings) -> str:
+    """What ASHA compares at each rung: the fold mean of the epoch just run, the cross-validated curve itself."""
+    return f"{settings.config.train.metric}_mean"
 
 
 def trainable(settings: RunSettings) -> tune.Trainable:
@@ -59,11 +64,12 @@ def build_tuner(settings: RunSettings, space: SearchSpace, store: RunStore) -> t
     epochs = settings.config.train.epochs
     searcher = DivergenceAwareOptunaSearch(space=PinnedSpace(space.name, settings.pinned, settings.demo),
                                            metric=key, mode=mode, sampler=TPESampler(seed=settings.seed))
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs,
+    scheduler = ASHAScheduler(time_attr="training_iteration", metric=pruning_key(settings), mode=mode, max_t=epochs,
                               grace_period=min(settings.grace_period, epochs), reduction_factor=3)
     return tune.Tuner(
         trainable(settings),
-        tune_config=tune.TuneConfig(metric=key, mode=mode, search_alg=searcher, scheduler=scheduler,
+        # No metric/mode here: the searcher and the scheduler have their own (Tune refuses both being set).
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                     num_samples=settings.num_samples,
                                     max_concurrent_trials=settings.max_concurrent,
                                     trial_dirname_creator=trial_dirname,

@@ -21,7 +21,7 @@ from tune.pinning import PinnedSpace
 
 def record_study(grid: ResultGrid, space: SearchSpace, metric: str, mode: str, study_name: str,
                  pinned: dict[str, Any] | None = None, demo: bool = False) -> bytes:
-    """SQLite bytes of a study holding every trial: its parameters, per-epoch fold means and final value.
+    """SQLite bytes of a study holding every trial: its parameters, per-epoch fold means and its score.
     Pinned keys (--set on a searched key) are constants, not parameters: kept as the study's user attributes."""
     pinned = pinned or {}
     define = PinnedSpace(space.name, pinned, demo)
@@ -42,7 +42,7 @@ def record_study(grid: ResultGrid, space: SearchSpace, metric: str, mode: str, s
                 for step, value in zip(history["training_iteration"], history[key], strict=True):
                     if math.isfinite(value):
                         trial.report(float(value), int(step))
-            value = (result.metrics or {}).get(key, math.nan)
+            value = (result.metrics or {}).get(f"{metric}_score", math.nan)  # the trial's score (core/scoring.py)
             if result.error or not math.isfinite(value):
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
             else:
