@@ -10,6 +10,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from tune.aggregate import fold_values
+from tune.storage import failed_for_space
 
 
 def trial_number(trial: Trial) -> str:
@@ -57,6 +58,9 @@ class TrialLines(Callback):
                    f"{self.metric} {result.get(f'{self.metric}_mean', math.nan):.3f}")
 
     def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if failed_for_space(trial):  # not a lost worker: the search stops (tune/storage.py StopWhenStorageFull)
+            self._line(f"trial {trial_number(trial)} could not save its checkpoint: no space left on the storage")
+            return
         latest = trial.latest_checkpoint_result  # what the restart resumes from (the last result may be newer)
         where = f"its checkpoint after epoch {int(latest.metrics.get('epoch', 0))}" if latest else "the start"
         self._line(f"trial {trial_number(trial)} lost its worker; restarting from {where} "
