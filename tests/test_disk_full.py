@@ -49,13 +49,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill(folder: Path) -> Path:
     """Write zeros into `folder` until the disk is full; returns the filler file."""
     filler = folder / "filler"
-    with filler.open("wb") as stream:
-        try:
-            while True:
-                stream.write(bytes(1 << 20))
-                stream.flush()
-        except OSError:
-            pass
+    # unbuffered: nothing is left to fail again on close
+    with filler.open("wb", buffering=0) as stream, contextlib.suppress(OSError):
+        while True:
+            stream.write(bytes(1 << 16))
     return filler
 
 
@@ -139,3 +136,35 @@ def test_too_little_free_space_is_refused_before_ray(toy_dataset: Path, toy_cach
     assert done.stderr.startswith(f"error: --storage {disk}: only 2.0 MB free"), done.stderr
     assert "Traceback" not in done.stderr
     assert "search " not in done.stdout  # refused before the search (and Ray) started
+
+
+def test_a_write_that_does_not_fit_leaves_the_old_file_whole(tmp_path: Path) -> None:
+    """What the search's storage is written through (ours and Tune's files): a file is replaced only by complete
+    content, and a failed write takes no space."""
+    import pyarrow.fs as pafs
+
+    from tune.storage import RunStore, out_of_space, storage_filesystem
+
+    disk = tmp_path / "small"
+    mount_tmpfs(disk, "1m")
+    try:
+        store = RunStore(str(disk), "exp")
+        store.write_bytes("state.json", b"old and complete")
+        filler = fill(disk)
+        free = os.statvfs(disk).f_bavail
+        with pytest.raises(OSError) as raised:
+            store.write_bytes("state.json", bytes(2 << 20))
+        assert out_of_space(raised.value)
+        assert store.read_bytes("state.json") == b"old and complete"
+        assert sorted(p.name for p in (disk / "exp").iterdir()) == ["state.json"]  # no partial file left
+        assert os.statvfs(disk).f_bavail == free
+        filler.unlink()
+        # the same through pyarrow's copy_files, as Tune persists checkpoints and its state
+        source = tmp_path / "checkpoint"
+        source.mkdir()
+        (source / "fold0.pt").write_bytes(b"weights")
+        pafs.copy_files(str(source), str(disk / "exp" / "checkpoint"), destination_filesystem=storage_filesystem(
+            str(disk)))
+        assert (disk / "exp" / "checkpoint" / "fold0.pt").read_bytes() == b"weights"
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

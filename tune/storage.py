@@ -78,6 +78,7 @@ class _CompleteOrNothing:
         folder, name = os.path.split(path)
         self.path = path
         self.partial = os.path.join(folder, f".{name}.partial-{uuid.uuid4().hex[:8]}")
+        os.makedirs(folder, exist_ok=True)  # pyarrow's copy_files does not make the folder first for this handler
         self._file = open(self.partial, "wb")  # noqa: SIM115 (closed by close() or on failure)
 
     @property
@@ -121,7 +122,7 @@ class _CompleteOrNothing:
             os.unlink(self.partial)
 
     def __del__(self) -> None:  # dropped without close(): an abandoned write
-        if not self._file.closed:
+        if hasattr(self, "_file") and not self._file.closed:
             self.discard()
 
 
