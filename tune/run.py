@@ -252,8 +252,8 @@ def search(settings: RunSettings, space: SearchSpace, store: RunStore, data: Aud
 
 
 def stopped_at(settings: RunSettings) -> str:
-    return (f"the search stopped with {StorageFull.finished} of {settings.num_samples} trials finished, kept with "
-            "its saved state")
+    return (f"the search stopped with {StorageFull.finished} of {settings.num_samples} trials finished (kept, with "
+            "the search state Tune last saved)")
 
 
 def storage_full(settings: RunSettings, store: RunStore, address: str | None, what: str) -> int:
