@@ -7,7 +7,9 @@ checked before Ray starts, and reported as one line with exit code 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import shlex
 import sys
 import time
@@ -38,7 +40,7 @@ from tune.leaderboard import build_leaderboard, format_leaderboard, to_csv_bytes
 from tune.pinning import PinnedSpace
 from tune.resources import check_device, check_fits, resolve_gpus, trial_resources
 from tune.search import build_tuner, objective, restore_tuner
-from tune.storage import RunStore
+from tune.storage import RunStore, StorageFull, hide_storage_full_logs, out_of_space
 from tune.study import record_study
 from tune.trainable import selected_predictions, trial_config
 
@@ -230,16 +232,42 @@ def search(settings: RunSettings, space: SearchSpace, store: RunStore, data: Aud
     started = time.time()
     tuner = restore_tuner(settings, store) if args.resume else build_tuner(settings, space, store)
     interruption = Interruption()
+    StorageFull.reset()
+    hide_storage_full_logs()
     try:
         with interruption:
             grid = tuner.fit()
     except KeyboardInterrupt:
         pass  # a second Ctrl-C: Tune's last state save was skipped, the one before it stands
+    except Exception as error:  # Tune gives up on a state it could not save or read back: a full disk is ours to say
+        if not (StorageFull.trial or out_of_space(error)):
+            raise
+        return storage_full(settings, store, args.address, stopped_at(settings))
+    if StorageFull.trial:
+        return storage_full(settings, store, args.address, stopped_at(settings))
     if interruption.received:
         print(f"\ninterrupted; the search state is saved. Resume with:\n  "
               f"{resume_command(settings, store, args.address)}", file=sys.stderr)
         return 130
-    return finish(settings, space, store, grid, started, data)
+    try:
+        return finish(settings, space, store, grid, started, data)
+    except OSError as error:  # the leaderboard, study or export did not fit: the search itself is saved
+        if not out_of_space(error):
+            raise
+        return storage_full(settings, store, args.address, "the search ended but its results could not be written")
+
+
+def stopped_at(settings: RunSettings) -> str:
+    return (f"the search stopped with {StorageFull.finished} of {settings.num_samples} trials finished (kept, with "
+            "the search state Tune last saved)")
+
+
+def storage_full(settings: RunSettings, store: RunStore, address: str | None, what: str) -> int:
+    """Exit 1 (not 2): the input was fine and the search ran; the disk under --storage filled up. Files there are
+    replaced only by complete ones (tune/storage.py), so the resume continues from the last saved state."""
+    print(f"\nerror: --storage {store.storage} is full ({os.strerror(errno.ENOSPC)}); {what}. Free space on it "
+          f"and resume with:\n  {resume_command(settings, store, address)}", file=sys.stderr)
+    return 1
 
 
 def check_resources(settings: RunSettings, nodes: list[dict[str, float]], where: str) -> None:

@@ -17,7 +17,7 @@ from tune.interrupt import StopWhenSaved
 from tune.pinning import PinnedSpace
 from tune.progress import TrialLines
 from tune.resources import trial_resources
-from tune.storage import RunStore
+from tune.storage import RunStore, StopWhenStorageFull, storage_filesystem
 from tune.trainable import cross_validate
 
 # A trial whose worker or node dies restarts from its last checkpoint this many times. A diverged config is not
@@ -79,13 +79,17 @@ def build_tuner(settings: RunSettings, space: SearchSpace, store: RunStore) -> t
 
 def run_config(settings: RunSettings, store: RunStore) -> tune.RunConfig:
     return tune.RunConfig(
-        name=settings.name, storage_path=store.storage, verbose=0,
+        name=settings.name, storage_path=store.storage, storage_filesystem=storage_filesystem(store.storage),
+        verbose=0,
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[TrialLines(settings.config.train.metric, settings.config.train.epochs), StopWhenSaved()])
+        callbacks=[TrialLines(settings.config.train.metric, settings.config.train.epochs), StopWhenSaved(),
+                   StopWhenStorageFull()])
 
 
 def restore_tuner(settings: RunSettings, store: RunStore) -> tune.Tuner:
-    """Continue a stopped or killed search: finished trials kept, unfinished ones resumed from checkpoints."""
+    """Continue a stopped or killed search: finished trials kept, unfinished ones resumed from checkpoints (a trial
+    stopped by a full disk is unfinished: see StopWhenStorageFull)."""
     return tune.Tuner.restore(store.location, trainable=trainable(settings), resume_unfinished=True,
-                              resume_errored=False, restart_errored=False)
+                              resume_errored=False, restart_errored=False,
+                              storage_filesystem=storage_filesystem(store.storage))
