@@ -11,9 +11,9 @@ Reported: peak memory minus the process's memory before training (imports + data
 fold adds (`added_per_fold_mb` = (k-fold - 1-fold) / (k - 1)); and that in units of the model's weights
 (`copies_per_fold`). `ratio` = added per fold / (weights + optimiser state). Goal: on a GPU (peak CUDA memory)
 `ratio` <= 1 + activations / (weights + optimiser state) - the device holds the live model and its optimiser, and
-every checkpoint / best-epoch copy lives on the CPU. On CPU the RSS also holds those CPU copies: live weights +
-gradients + AdamW's two moments + one resume snapshot (weights + moments) + at most one best-epoch copy ~ 7-8
-weight copies per fold (10 before the copies were moved off the training device and de-duplicated).
+every checkpoint / best-epoch copy lives on the CPU. On CPU the RSS also holds those CPU copies: per fold the live
+weights, gradients and AdamW's two moments (4 weight copies), its resume snapshot (weights + moments: 3), at most
+one best-epoch copy (1), and while a new snapshot is taken the previous one is still held (3): ~10 at the peak.
 
 Usage:
     python bench/memory.py                          # whisper "base" size, random init, toy set, 1 vs 3 folds

@@ -38,7 +38,7 @@ from core.train import resolve_device  # noqa: E402
 
 PHASES = ("featurizer", "forward", "backward", "optimizer")
 DEFAULT_MODELS = "whisper:micro,whisper:tiny,whisper:base,wav2vec2:micro,resnet50"
-MODEL_OVERRIDES = {"resnet50": {"features.n_mels": 224, "features.n_fft": 1024}}  # what each model's config check demands
+MODEL_OVERRIDES = {"resnet50": {"features.n_mels": 224, "features.n_fft": 1024}}  # what its config check demands
 
 
 def parse_args() -> argparse.Namespace:
