@@ -24,5 +24,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# Each bench prints one JSON object (its measured ratio under `ratio`); see bench/README.md. ~20-30 min in all on 2 cores.
+BENCHES := data_path step_breakdown whisper_short memory search_overhead search_efficiency
 bench: $(STAMP)
-	$(PY) bench/data_path.py
+	for name in $(BENCHES); do PYTHONPATH=. $(PY) bench/$$name.py || exit 1; done

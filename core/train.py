@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,9 +46,16 @@ class EpochResult:
     best_score: float
     stopped: bool  # early stopping fired: no further epochs follow
     state: dict[str, Any] = field(repr=False)  # torch.save-able; pass back as `resume` to continue exactly
-    model: nn.Module = field(repr=False)  # the selected model (best or last epoch, per train.select)
+    selected: Callable[[], nn.Module] = field(repr=False)  # read it as `model`
     featurizer: nn.Module = field(repr=False)
     outputs: np.ndarray | None = field(default=None, repr=False)  # this epoch's predictions on fold.valid, in order
+
+    @property
+    def model(self) -> nn.Module:
+        """The selected model (best or last epoch, per train.select) on the training device. With select=best it
+        is built from the CPU copy of the best weights when first read: a search never reads it, so it never
+        holds a second model on the device."""
+        return self.selected()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -69,6 +76,17 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and precision == "fp16")
 
 
+def cpu_copy(value: Any) -> Any:
+    """A copy of a (nested dict/list/tuple) state with every tensor detached and copied to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: cpu_copy(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(cpu_copy(item) for item in value)
+    return copy.deepcopy(value)
+
+
 @dataclass
 class _Progress:
     """What early stopping and epoch selection need to remember."""
@@ -77,7 +95,7 @@ class _Progress:
     best_epoch: int = 0
     best_score: float = math.nan
     since_best: int = 0
-    best_model: dict[str, torch.Tensor] | None = None
+    best_model: dict[str, torch.Tensor] | None = None  # on the CPU: the best epoch's own resume snapshot
     stopped: bool = False  # early stopping fired: a fold resumed from this state must not train further
 
     def improved(self, value: float, mode: str) -> bool:
@@ -122,7 +140,16 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
         progress = _Progress(**resume["progress"])
     if progress.stopped:  # resumed from the epoch where early stopping fired: nothing is left to train
         return
-    selected = copy.deepcopy(model) if t.select == "best" else model
+    best_on_device: nn.Module | None = None  # built when a result's `model` is first read, then reused
+
+    def selected(best: dict[str, torch.Tensor] | None) -> nn.Module:
+        nonlocal best_on_device
+        if t.select != "best" or best is None:  # select=last, or no epoch had a finite metric: the live model
+            return model
+        if best_on_device is None:
+            best_on_device = copy.deepcopy(model)
+        best_on_device.load_state_dict(best)
+        return best_on_device
 
     def backward(features: torch.Tensor, batch: Batch, epoch: int) -> torch.Tensor:
         """Loss and (clipped) gradients at the current weights. SAM calls it a second time at its perturbed weights,
@@ -172,22 +199,23 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
         value = metrics.get(t.metric, math.nan)
         if schedule.per_epoch and metrics:  # e.g. reduce-on-plateau: once per epoch, on the validation metric
             scheduler.step(value)
+        # A snapshot on the CPU, not views of the live tensors: a state kept while training goes on must still
+        # resume exactly, and the device holds only the live model and its optimiser.
+        weights = cpu_copy(model.state_dict())
         if not metrics or progress.improved(value, mode):
             progress.best_epoch, progress.best_score, progress.since_best = epoch, value, 0
             if t.select == "best":
-                progress.best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                progress.best_model = weights  # never modified, so this epoch's and later states share it
         else:
             progress.since_best += 1
         stopped = progress.stopped = t.patience > 0 and progress.since_best >= t.patience and epoch < last_epoch
-        if t.select == "best" and progress.best_model is not None:
-            selected.load_state_dict(progress.best_model)
-        # A snapshot, not views of the live tensors: a state kept while training goes on must still resume exactly.
-        state = copy.deepcopy({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                               "random": random.state_dict(), "progress": vars(progress)})
+        state = {"model": weights, "optimizer": cpu_copy(optimizer.state_dict()),
+                 "scheduler": copy.deepcopy(scheduler.state_dict()), "scaler": copy.deepcopy(scaler.state_dict()),
+                 "random": cpu_copy(random.state_dict()), "progress": dict(vars(progress))}
         yield EpochResult(fold=fold.index, epoch=epoch, train_loss=float(np.mean(losses)), metrics=metrics,
                           best_epoch=progress.best_epoch, best_score=progress.best_score, stopped=stopped,
-                          state=state, model=selected, featurizer=featurizer, outputs=outputs)
+                          state=state, selected=functools.partial(selected, progress.best_model),
+                          featurizer=featurizer, outputs=outputs)
         if stopped:
             return
 

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Does TPE + cross-validated ASHA find good configs faster than random search? Best score vs fold-epochs spent,
+for both, on the same budget and the same folds, over several sampler seeds, as JSON.
+
+Both searches are real Ray Tune runs of the project's own pieces (tune/search.py: the k-fold trainable with its
+checkpoints, `DivergenceAwareOptunaSearch` over the space's `PinnedSpace`, the run config with its callbacks):
+  (a) `tpe_asha`: what `tune.run` searches with - Optuna's TPESampler + ASHA (grace period 2, reduction 3)
+      pruning on the fold-mean curve;
+  (b) `random`: Optuna's RandomSampler, no pruning (ASHA's grace period = the epoch count), N trials.
+`tune.run` has no flag for the sampler, so the Tuners are built here, as `build_tuner` builds them. The budget is
+random's: N trials x k folds x E epochs fold-epochs; a stopper ends the TPE + ASHA search once it has spent as many
+(it runs as many trials as fit). The score is the project's: a trial's best fold-mean UAR over its epochs, so "best
+so far" after b fold-epochs is the highest fold-mean reported by then. The data and training seeds are fixed (same
+split and folds everywhere); only the sampler seed changes between repeats.
+
+Default budget, chosen to fit 10 minutes on 2 shared cores: the bundled demo set restricted to 8 words
+(384 clips: 48 speakers, 3 folds), 1.25 s clips (every demo clip is <= 1.26 s), micro Whisper from scratch
+(--demo), 5 epochs, random = 5 trials (75 fold-epochs per search), 2 trials at a time, 3 seeds. The space is
+`whisper_conditioning` (learning rate 1e-5..1e-3, log, and age/word conditioning none | rows | embed): it has
+structure a sampler can learn (from scratch, low rates do not learn in 5 epochs; the age and word inputs alone
+are worth ~0.6 UAR on the demo set), where the demo learning rates of `whisper_balancing` leave a micro model near
+chance on this subset (random's best 0.51 in a trial run).
+`ratio` = the share of the budget at which TPE + ASHA first reaches random's final best (the median over seeds;
+null when it never does within the budget). Goal: <= 0.4.
+
+Usage:
+    python bench/search_efficiency.py
+    python bench/search_efficiency.py --seeds 0,1,2,3,4 --random-trials 10 --epochs 8 --words all
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script: the repository's packages, whichever folder it runs from
+
+import optuna  # noqa: E402
+import torch  # noqa: E402
+from optuna.samplers import RandomSampler, TPESampler  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler  # noqa: E402
+
+from core.data.dataset import prepare_data  # noqa: E402
+from search_spaces import SPACES  # noqa: E402
+from tune.arguments import RunSettings, build_parser, settings_from_args  # noqa: E402
+from tune.cluster import start_ray  # noqa: E402
+from tune.pinning import PinnedSpace  # noqa: E402
+from tune.search import DivergenceAwareOptunaSearch, objective, run_config, trainable, trial_dirname  # noqa: E402
+from tune.storage import RunStore  # noqa: E402
+
+SPACE = "whisper_conditioning"
+WORDS = "rabbit,red,rain,leaf,key,cup,sun,fish"
+SHARES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data", default=str(REPO / "data" / "demo" / "manifest.csv"), help="manifest")
+    parser.add_argument("--words", default=WORDS, help="data.filter_words, comma-separated ('all': every word)")
+    parser.add_argument("--max-seconds", type=float, default=1.25, help="clip length (data.max_seconds)")
+    parser.add_argument("--folds", type=int, default=3, help="k")
+    parser.add_argument("--epochs", type=int, default=5, help="E: epochs per fold")
+    parser.add_argument("--random-trials", type=int, default=5, help="N: random search's trials (sets the budget)")
+    parser.add_argument("--grace-period", type=int, default=2, help="ASHA's grace period for TPE + ASHA")
+    parser.add_argument("--max-concurrent", type=int, default=2, help="trials at once (one CPU each)")
+    parser.add_argument("--seeds", default="0,1,2", help="sampler seeds, comma-separated")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available, 1/max-concurrent GPU a trial) | cpu")
+    return parser.parse_args()
+
+
+class Budget(tune.Stopper):
+    """Counts fold-epochs as results arrive (each result is one epoch of every fold of a trial), records the fold
+    mean of each, and ends the whole search once the budget is spent."""
+
+    def __init__(self, budget: int, folds: int, key: str) -> None:
+        self.budget, self.folds, self.key = budget, folds, key
+        self.used = 0
+        self.reports: list[tuple[int, float]] = []  # (fold-epochs spent so far, fold-mean score of this result)
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        self.used += self.folds - int(result.get("folds_stopped", 0))
+        self.reports.append((self.used, float(result.get(self.key, math.nan))))
+        return False
+
+    def stop_all(self) -> bool:
+        return self.used >= self.budget
+
+
+def settings_for(args: argparse.Namespace, scratch: Path, gpus: float) -> RunSettings:
+    """The search's settings as `tune.run --demo` makes them from these flags."""
+    words = [] if args.words == "all" else ["--set", f"data.filter_words={args.words}"]
+    argv = ["--space", SPACE, "--demo", "--data", args.data, "--k-fold", str(args.folds), "--epochs", str(args.epochs),
+            "--cpus-per-trial", "1", "--gpus-per-trial", str(gpus), "--max-concurrent", str(args.max_concurrent),
+            "--storage", str(scratch / "runs"), "--name", "efficiency", "--set", f"data.cache_dir={scratch / 'cache'}",
+            "--set", f"data.max_seconds={args.max_seconds}", *words]
+    return settings_from_args(build_parser().parse_args(argv), SPACES.get(SPACE))
+
+
+def search(settings: RunSettings, scratch: Path, name: str, sampler: optuna.samplers.BaseSampler, grace_period: int,
+           num_samples: int, budget: Budget) -> float:
+    """One search as `tune.search.build_tuner` builds it, with this sampler and grace period; its seconds."""
+    key, mode = objective(settings)
+    epochs = settings.config.train.epochs
+    store = RunStore(str(scratch / "runs"), name)
+    searcher = DivergenceAwareOptunaSearch(space=PinnedSpace(settings.space, settings.pinned, settings.demo),
+                                           metric=key, mode=mode, sampler=sampler)
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=grace_period,
+                              reduction_factor=3)
+    config = run_config(settings, store)
+    config.name, config.stop = name, budget
+    tune_config = tune.TuneConfig(metric=key, mode=mode, search_alg=searcher, scheduler=scheduler,
+                                  num_samples=num_samples, max_concurrent_trials=settings.max_concurrent,
+                                  trial_dirname_creator=trial_dirname, reuse_actors=True)
+    tuner = tune.Tuner(trainable(settings), run_config=config, tune_config=tune_config)
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):  # the per-trial lines; stdout carries only the JSON
+        tuner.fit()
+    return time.perf_counter() - started
+
+
+def best_so_far(reports: list[tuple[int, float]], spent: int) -> float | None:
+    scores = [score for used, score in reports if used <= spent and not math.isnan(score)]
+    return max(scores) if scores else None
+
+
+def first_reaching(reports: list[tuple[int, float]], target: float) -> int | None:
+    return next((used for used, score in reports if score >= target), None)
+
+
+def main() -> None:
+    args = parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cuda = args.device != "cpu" and torch.cuda.is_available()
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    runs: dict[int, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="audiotune-bench-") as folder:
+        scratch = Path(folder)
+        settings = settings_for(args, scratch, 1 / args.max_concurrent if cuda else 0.0)
+        data = prepare_data(settings.config)  # build the decode cache once, before any search is timed
+        key, _ = objective(settings)
+        budget = args.random_trials * args.folds * args.epochs
+        start_ray(None, num_cpus=args.max_concurrent, num_gpus=1 if cuda else 0)
+        for seed in seeds:
+            runs[seed] = {}
+            for method in ("random", "tpe_asha"):
+                counter = Budget(budget, args.folds, key)
+                if method == "random":
+                    seconds = search(settings, scratch, f"random-{seed}", RandomSampler(seed=seed), args.epochs,
+                                     args.random_trials, counter)
+                else:
+                    seconds = search(settings, scratch, f"tpe-{seed}", TPESampler(seed=seed), args.grace_period,
+                                     10 * args.random_trials, counter)
+                if not counter.reports:
+                    sys.exit(f"{method} seed {seed}: no results reached the bench (did every trial fail?)")
+                runs[seed][method] = {"seconds": seconds, "reports": counter.reports}
+                print(f"seed {seed} {method}: {len(counter.reports)} results, {counter.used} fold-epochs, "
+                      f"best {best_so_far(counter.reports, budget)}, {seconds:.0f}s", file=sys.stderr)
+    per_seed: dict[str, Any] = {}
+    shares: list[float | None] = []
+    for seed, methods in runs.items():
+        target = best_so_far(methods["random"]["reports"], budget)
+        reached = first_reaching(methods["tpe_asha"]["reports"], target) if target is not None else None
+        share = reached / budget if reached is not None and reached <= budget else None
+        shares.append(share)
+        per_seed[str(seed)] = {
+            "random_final_best": target, "tpe_asha_reaches_it_at_share": share,
+            **{method: {"seconds": round(run["seconds"], 1), "fold_epochs": run["reports"][-1][0],
+                        "results": len(run["reports"]),
+                        "best_at_share": {str(s): best_so_far(run["reports"], int(s * budget)) for s in SHARES}}
+               for method, run in methods.items()}}
+    ordered = sorted(shares, key=lambda share: (share is None, share or 0.0))
+    median = ordered[(len(ordered) - 1) // 2] if len(ordered) % 2 else None
+    if len(ordered) % 2 == 0 and None not in ordered[len(ordered) // 2 - 1: len(ordered) // 2 + 1]:
+        median = statistics.median(ordered)
+    report = {"space": SPACE, "data": args.data, "words": args.words, "clips": int(len(data.targets)),
+              "folds": args.folds, "epochs": args.epochs, "random_trials": args.random_trials,
+              "budget_fold_epochs": budget, "max_concurrent": args.max_concurrent, "device": "cuda" if cuda else "cpu",
+              "metric": key, "seeds": per_seed, "ratio": median}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
