@@ -23,13 +23,15 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
-def run_command(command: Callable[[], int | None]) -> int:
-    """Run a command's body; a `UserError` becomes its one `error:` line and exit code (2)."""
+def run_command(command: Callable[[], object]) -> int:
+    """Run a command's body: its int result is the exit code (anything else: 0); a `UserError` becomes its one
+    `error:` line and exit code (2)."""
     try:
-        return command() or 0
+        result = command()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 def plain_json(value: Any) -> Any:

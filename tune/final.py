@@ -145,12 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-
-    def command() -> None:
-        run(args)
-
-    return run_command(command)
+    return run_command(lambda: run(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

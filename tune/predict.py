@@ -202,12 +202,7 @@ def decode(folder: ModelFolder, paths: list[str], cache_dir: str, kept: bool) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-
-    def command() -> None:
-        run(args)
-
-    return run_command(command)
+    return run_command(lambda: run(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":
