@@ -2,19 +2,21 @@
 
 - `check_config(config)`: the schema (`Config.validate`), then the rules that need the registries: names that must
   be registered (listing the choices), head/loss/metric agreement on the task each registered loss and metric
-  carries, SAM's rules, and each model's own rules (`ModelSpec.check`). Reads the config only, so a trial can
-  afford it as well as the driver.
-- `check_run(config, data)`: the rules that need the prepared data or the model's source files: enough optimiser
-  steps for the schedule, a pretrained model's own front end (`ModelSpec.check_pretrained`), and the report's
-  positive class among the data's classes. Called once the
-  data is prepared, before Ray starts (tune.run) or before training (core.train, tune.final).
+  carries, SAM's rules, each model's own rules (`ModelSpec.check`), and the masks and mel bands against the
+  spectrogram the model takes. Reads the config only, so a trial can afford it as well as the driver.
+- `check_run(config, data)`: the rules that need the prepared data or the model's source files: every class in
+  every part of the split, enough optimiser steps for the schedule, a pretrained model's own front end
+  (`ModelSpec.check_pretrained`), and the report's positive class among the data's classes. Called once the data
+  is prepared, before Ray starts (tune.run) or before training (core.train, tune.final).
 
-Each raises `ConfigError` with the one-line "KEY=VALUE: why" message of `core.config.require`.
+Each raises `ConfigError` with the one-line "KEY=VALUE: why" message of `core.config.require` (a split that
+lacks a class: `DataError` naming the manifest).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -22,10 +24,12 @@ import numpy as np
 from core.config import Config, require
 from core.data.dataset import AudioData
 from core.data.samplers import SAMPLERS
-from core.errors import ConfigError
+from core.errors import ConfigError, DataError
+from core.features import WhisperLogMel
 from core.losses import LOSSES
 from core.metrics import METRICS
 from core.models import MODELS
+from core.models.resnet import empty_mel_bands
 from core.optim import OPTIMIZERS, SCHEDULERS
 from core.registry import CLASSIFICATION, REGRESSION, Registry
 from core.statistics import positive_class
@@ -41,6 +45,7 @@ def check_config(config: Config) -> Config:
     _optimizer_rules(config)
     MODELS.get(config.model.name).check(config)
     _task_rules(config)
+    _spectrogram_rules(config)
     return config
 
 
@@ -48,6 +53,7 @@ def check_run(config: Config, data: AudioData, training_rows: Sequence[np.ndarra
     """The rules that need the data or the model's files. `training_rows`: the training split of each run to come
     (default: every fold's; final training passes the development rows)."""
     rows = [fold.train for fold in data.splits.folds] if training_rows is None else training_rows
+    _split_rules(config, data)
     _schedule_rules(config, (len(split) for split in rows))
     MODELS.get(config.model.name).check_pretrained(config)
     if not data.regression:  # every report names its positive class: found now, not after training
@@ -84,6 +90,53 @@ def _task_rules(c: Config) -> None:
     require(METRICS.get(c.train.metric).task == task, "train.metric",
             f"model.head={c.model.head!r} is scored by {task} metrics: one of {', '.join(metrics)}", c)
     require(c.loss.name != "huber" or c.loss.huber_delta > 0, "loss.huber_delta", "must be positive", c)
+
+
+def spectrogram_frames(config: Config) -> int | None:
+    """Frames of the log-mel the model takes (Whisper: from the clip length and hop; resnet50: 224), or None for a
+    model that takes waveforms. Read off the model's own featurizer, so it is the number the masks meet."""
+    plain = config.with_overrides({"features.conditioning": "none"})  # the frames do not depend on the rows
+    with warnings.catch_warnings():  # torchaudio's empty-band warning: `_spectrogram_rules` reports those itself
+        warnings.simplefilter("ignore", UserWarning)
+        featurizer = MODELS.get(config.model.name).featurizer(plain)
+    log_mels = [part for part in featurizer.modules() if isinstance(part, WhisperLogMel)]
+    return log_mels[0].frames if log_mels else None
+
+
+def _spectrogram_rules(c: Config) -> None:
+    """A time mask wider than the model's input is cut to it (`mask_along`), so such a value is a mistake that
+    would blank whole spectrograms now and then, as `augment.freq_mask` is bounded by `features.n_mels`; mel bands
+    narrower than one FFT bin are rows of zeros."""
+    frames = spectrogram_frames(c)
+    if frames is None:
+        return
+    require(c.augment.time_mask <= frames, "augment.time_mask",
+            f"must be <= the {frames} frames of {c.model.name}'s input (data.max_seconds at its hop length)", c)
+    f = c.features
+    empty = empty_mel_bands(c.data.sample_rate, f.n_fft, f.n_mels)
+    require(not empty, "features.n_fft", f"{f.n_fft // 2 + 1} frequency bins leave {empty} of features.n_mels="
+            f"{f.n_mels} mel bands empty; raise features.n_fft or lower features.n_mels", c)
+
+
+def _split_rules(c: Config, data: AudioData) -> None:
+    """Every part of the split must be usable: each fold's training and validation rows and the test rows hold
+    every class (a fold without one cannot score it), or for regression are not empty. The splitter makes sure of
+    this for the splits it draws; pre-split files and recorded splits (data.splits_file) are the user's."""
+    parts = [("the test set", data.splits.test)]
+    for fold in data.splits.folds:
+        parts += [(f"fold {fold.index}'s training rows", fold.train), (f"fold {fold.index}'s validation rows",
+                                                                         fold.valid)]
+    for name, rows in parts:
+        if data.regression:
+            if not len(rows):
+                raise DataError(f"{data.manifest.source}: {name} are empty; check data.test_size, "
+                                  "data.valid_size, data.k_fold or the pre-split files")
+            continue
+        missing = sorted(set(range(len(data.classes))) - set(data.targets[rows].tolist()))
+        if missing:
+            names = ", ".join(repr(data.classes[i]) for i in missing)
+            raise DataError(f"{data.manifest.source}: {name} hold no clip of class {names}; every part of the split "
+                              "needs every class (check the pre-split files, data.test_size or data.k_fold)")
 
 
 def _schedule_rules(c: Config, training_sizes: Iterable[int]) -> None:

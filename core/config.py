@@ -10,10 +10,12 @@ registries, the data or a checkpoint's files is checked in `core.checks`, which 
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -148,6 +150,15 @@ class Config:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Config:
         """Inverse of `to_dict`; unknown sections or keys are errors, missing ones keep their defaults."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"expected an object of config sections ({', '.join(SECTIONS)}), got "
+                              f"{_json_kind(raw)}")
+        for name, section in raw.items():
+            if name not in SECTIONS:
+                hint = difflib.get_close_matches(str(name), SECTIONS, n=1)
+                raise ConfigError(f"unknown config section {name!r}" + (f" (did you mean {hint[0]}?)" if hint else ""))
+            if not isinstance(section, dict):
+                raise ConfigError(f"config section {name!r} must be an object of its keys, got {_json_kind(section)}")
         return Config().with_overrides(flatten(raw))
 
     def to_json(self, path: str | Path) -> None:
@@ -179,6 +190,9 @@ class Config:
         return self
 
 
+SECTIONS = tuple(f.name for f in dataclasses.fields(Config))
+
+
 # --- helpers --------------------------------------------------------------------------------------------------
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'optim': {'lr': 1}} -> {'optim.lr': 1}."""
@@ -190,6 +204,13 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[dotted] = value
     return flat
+
+
+def _json_kind(value: Any) -> str:
+    """How JSON names a value's type, with the value when it is short."""
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    kind = kinds.get(type(value), "a number")
+    return kind if isinstance(value, (dict, list)) or value is None else f"{kind} ({value!r:.40})"
 
 
 def all_keys() -> list[str]:
@@ -225,7 +246,7 @@ def coerce(key: str, value: Any, kind: Any) -> Any:
         if typing.get_origin(kind) in (list, types.GenericAlias) or kind is list:
             if isinstance(value, str):
                 return [part.strip() for part in value.split(",") if part.strip()]
-            if isinstance(value, (list, tuple)):
+            if isinstance(value, (list, tuple)) and all(_scalar(part) for part in value):
                 return [str(part) for part in value]
         elif kind is bool:
             if isinstance(value, bool):
@@ -242,11 +263,16 @@ def coerce(key: str, value: Any, kind: Any) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
-        elif kind is str:
+        elif kind is str and _scalar(value):  # a JSON number is fine as text (a class named 1); null, a list not
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond a float's range
         pass
-    raise ConfigError(f"{key}: expected {_type_name(kind)}, got {value!r}")
+    shown = repr(value)
+    raise ConfigError(f"{key}: expected {_type_name(kind)}, got {shown if len(shown) <= 60 else shown[:57] + '...'}")
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
 
 
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -270,30 +296,88 @@ def _is_number(text: str) -> bool:
         return False
 
 
+# Domains. Bounds beyond the mathematical ones keep a typo (an extra zero or three) from reaching a library that
+# fails on it deep inside training, or from quietly asking for hours of compute or terabytes of memory.
+SEED_LIMIT = 2**32  # numpy's seeds are 0 .. 2**32 - 1
+SAMPLE_RATES = (8000, 192000)  # telephone speech .. the highest studio rate
+# Every clip is padded to data.max_seconds in the decode cache and on the device: ten minutes is far beyond a recording
+# of words or sentences, and more asks for gigabytes per clip. (A pretrained Whisper's own limit, its 30 s window of
+# 1500 positions, is checked when the model is built: before Ray, by tune.run's preflight.)
+MAX_CLIP_SECONDS = 600.0
+MAX_FOLDS = 100
+MAX_MELS = 512  # Whisper takes 80 or 128 mel rows, resnet50 222 or 224
+FFT_SIZES = (16, 16384)  # 1 ms .. 1 s windows at 16 kHz
+MAX_HOP = 16384
+MAX_MASKS = 20  # SpecAugment masks per spectrogram (the paper uses 1 or 2)
+MAX_EPOCHS = 10000
+MAX_BATCH = 65536
+MAX_WIDTH = 65536  # projection and embedding sizes
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _finite_floats(c: Config) -> None:
+    """Every float field is a finite number: NaN passes no comparison and infinity passes `>= 0`, so the range rules
+    below would otherwise name NaN with a misleading reason or let infinity through."""
+    for section in dataclasses.fields(c):
+        part = getattr(c, section.name)
+        for item in dataclasses.fields(part):
+            key = f"{section.name}.{item.name}"
+            if _field_type(part, item.name) is float:
+                require(math.isfinite(getattr(part, item.name)), key, "must be a finite number", c)
+
+
+def _within(c: Config, key: str, low: float, high: float) -> None:
+    """`low <= value <= high`, reported with the range."""
+    require(low <= c.get(key) <= high, key, f"must be between {low:g} and {high:g}", c)
+
+
 def _data_rules(c: Config) -> None:
     d = c.data
     require(0 < d.test_size < 1, "data.test_size", "must be between 0 and 1 (exclusive)", c)
     require(0 < d.valid_size < 1, "data.valid_size", "must be between 0 and 1 (exclusive)", c)
     require(d.k_fold >= 1, "data.k_fold", "must be >= 2 for cross-validation (1: a single hold-out split)", c)
+    require(d.k_fold <= MAX_FOLDS, "data.k_fold", f"must be <= {MAX_FOLDS}", c)
     require(d.sample_rate > 0, "data.sample_rate", "must be positive", c)
+    _within(c, "data.sample_rate", *SAMPLE_RATES)
     require(d.max_seconds > 0, "data.max_seconds", "must be positive", c)
-    require(bool(d.target), "data.target", "must name a manifest column", c)
+    require(d.max_seconds <= MAX_CLIP_SECONDS, "data.max_seconds",
+            f"must be <= {MAX_CLIP_SECONDS:g} (every clip is padded to this length)", c)
+    require(d.sample_rate * d.max_seconds >= 1, "data.max_seconds", "gives clips of no samples", c)
+    require(0 <= d.seed < SEED_LIMIT, "data.seed", f"must be between 0 and {SEED_LIMIT - 1} (numpy's seeds)", c)
+    require(bool(d.target.strip()), "data.target", "must name a manifest column", c)
     require(all(_is_number(edge) for edge in d.age_bands), "data.age_bands", "must be numbers (years), e.g. 3,5,7", c)
+    edges = [float(edge) for edge in d.age_bands]
+    require(all(edge >= 0 for edge in edges), "data.age_bands", "must be ages in years (>= 0)", c)
+    require(len(set(edges)) == len(edges), "data.age_bands", "must not repeat an edge", c)
+    require(all(word.strip() for word in d.filter_words), "data.filter_words", "must not hold an empty word", c)
 
 
 def _feature_rules(c: Config) -> None:
     f, a = c.features, c.augment
     require(f.n_mels > 0, "features.n_mels", "must be positive", c)
+    require(f.n_mels <= MAX_MELS, "features.n_mels", f"must be <= {MAX_MELS}", c)
     require(f.n_fft > 0, "features.n_fft", "must be positive", c)
+    _within(c, "features.n_fft", *FFT_SIZES)
+    samples = int(round(c.data.sample_rate * c.data.max_seconds))
+    require(f.n_fft <= samples, "features.n_fft",
+            f"the window is longer than a clip ({samples} samples: data.sample_rate x data.max_seconds)", c)
     require(f.hop_length > 0, "features.hop_length", "must be positive", c)
+    require(f.hop_length <= MAX_HOP, "features.hop_length", f"must be <= {MAX_HOP}", c)
+    require(f.age_momentum >= 0, "features.age_momentum", "must be >= 0", c)
+    _within(c, "features.embed_dim", 1, MAX_WIDTH)
     for key in ("time_mask", "time_masks", "freq_mask", "freq_masks"):
         require(getattr(a, key) >= 0, f"augment.{key}", "must be >= 0", c)
+    for key in ("time_masks", "freq_masks"):
+        require(getattr(a, key) <= MAX_MASKS, f"augment.{key}", f"must be <= {MAX_MASKS}", c)
     require(a.freq_mask <= f.n_mels, "augment.freq_mask", f"must be <= features.n_mels ({f.n_mels})", c)
 
 
 def _model_rules(c: Config) -> None:
     m = c.model
+    require(bool(m.pretrained.strip()), "model.pretrained", "must be a hub id, a local folder or 'none'", c)
     require(m.projection_dim > 0, "model.projection_dim", "must be positive", c)
+    require(m.projection_dim <= MAX_WIDTH, "model.projection_dim", f"must be <= {MAX_WIDTH}", c)
     require(0 <= m.dropout < 1, "model.dropout", "must be in [0, 1)", c)
     require(m.head in ("classifier", "regressor"), "model.head", "must be classifier or regressor", c)
 
@@ -306,10 +390,12 @@ def _optim_rules(c: Config) -> None:
     require(0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio", "must be in [0, 1]", c)
     require(o.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0: off)", c)
     require(o.momentum >= 0, "optim.momentum", "must be >= 0", c)
+    require(o.momentum < 1, "optim.momentum", "must be < 1 (at 1 past gradients never fade)", c)
     require(not o.nesterov or o.momentum > 0, "optim.nesterov", "needs optim.momentum > 0", c)
     require(o.sam_rho > 0, "optim.sam_rho", "must be positive", c)
     require(0 < o.plateau_factor < 1, "optim.plateau_factor", "must be between 0 and 1 (exclusive)", c)
     require(o.plateau_patience >= 0, "optim.plateau_patience", "must be >= 0", c)
+    require(o.plateau_patience <= MAX_EPOCHS, "optim.plateau_patience", f"must be <= {MAX_EPOCHS}", c)
 
 
 def _loss_rules(c: Config) -> None:
@@ -323,32 +409,56 @@ def _loss_rules(c: Config) -> None:
     require(s.difficulty_lambda >= 0, "loss.difficulty_lambda", "must be >= 0", c)
     require(s.contrastive_weight >= 0, "loss.contrastive_weight", "must be >= 0", c)
     require(s.temperature > 0, "loss.temperature", "must be positive", c)
+    require(s.huber_delta > 0, "loss.huber_delta", "must be positive", c)
 
 
 def _train_rules(c: Config) -> None:
     t = c.train
     require(t.epochs >= 1, "train.epochs", "must be >= 1", c)
+    require(t.epochs <= MAX_EPOCHS, "train.epochs", f"must be <= {MAX_EPOCHS}", c)
     require(0 <= t.stop_epoch <= t.epochs, "train.stop_epoch", f"must be in [0, train.epochs={t.epochs}]", c)
-    require(t.batch_size >= 1, "train.batch_size", "must be >= 1", c)
-    require(t.eval_batch_size >= 1, "train.eval_batch_size", "must be >= 1", c)
+    for key in ("train.batch_size", "train.eval_batch_size"):
+        require(c.get(key) >= 1, key, "must be >= 1", c)
+        require(c.get(key) <= MAX_BATCH, key, f"must be <= {MAX_BATCH}", c)
     require(t.select in ("best", "last"), "train.select", "must be best or last", c)
     require(t.patience >= 0, "train.patience", "must be >= 0", c)
-    require(t.precision in ("fp32", "bf16", "fp16"), "train.precision", "must be fp32, bf16 or fp16", c)
-    require(t.device == "auto" or t.device.split(":")[0] in ("cpu", "cuda"), "train.device",
-            "must be auto, cpu, cuda or cuda:N", c)
+    require(t.patience <= MAX_EPOCHS, "train.patience", f"must be <= {MAX_EPOCHS}", c)
+    require(0 <= t.seed < SEED_LIMIT, "train.seed", f"must be between 0 and {SEED_LIMIT - 1} (numpy's seeds)", c)
+    require(t.precision in PRECISIONS, "train.precision", "must be fp32, bf16 or fp16", c)
+    require(DEVICE.fullmatch(t.device) is not None, "train.device", "must be auto, cpu, cuda or cuda:N", c)
 
 
-_RULES = (_data_rules, _feature_rules, _model_rules, _optim_rules, _loss_rules, _train_rules)
+_RULES = (_finite_floats, _data_rules, _feature_rules, _model_rules, _optim_rules, _loss_rules, _train_rules)
 
 
 def load_config_file(path: str | Path) -> Config:
     """A config from JSON: either `Config.to_dict()` itself or an export (`best_config.json`) holding it under
-    "config"."""
+    "config". UTF-8, with or without a byte-order mark (Windows editors write one); every error names the file."""
     file = Path(path)
     if not file.is_file():
-        raise ConfigError(f"{file}: config file not found")
+        raise ConfigError(f"{file}: config file not found" if not file.exists() else f"{file}: not a file")
+    raw_bytes = file.read_bytes()
+    if not raw_bytes.strip():
+        raise ConfigError(f"{file}: config file is empty")
+    if raw_bytes.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw_bytes:
+        raise ConfigError(f"{file}: config file is not UTF-8 text (UTF-16, or binary); save it as UTF-8 JSON")
     try:
-        raw = json.loads(file.read_text())
+        text = raw_bytes.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{file}: config file is not UTF-8 (byte 0x{raw_bytes[error.start]:02x} at offset "
+                          f"{error.start}); save it as UTF-8 JSON") from error
+    try:
+        raw = json.loads(text)
     except json.JSONDecodeError as error:
         raise ConfigError(f"{file}: not valid JSON ({error})") from error
-    return Config.from_dict(raw["config"] if isinstance(raw, dict) and "config" in raw else raw)
+    except RecursionError as error:
+        raise ConfigError(f"{file}: not a config (JSON nested too deeply)") from error
+    if isinstance(raw, dict) and "config" in raw:  # an export: the recipe under "config", its evidence beside it
+        raw = raw["config"]
+        where = f"{file}: 'config'"
+    else:
+        where = f"{file}"
+    try:
+        return Config.from_dict(raw)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from error

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,11 +15,12 @@ from typing import Any
 from core.checks import check_config
 from core.command_line import ArgumentParser
 from core.config import Config, parse_assignment
-from core.errors import UserError
+from core.errors import ConfigError, UserError
 from search_spaces import DEMO_OVERRIDES, SearchSpace
 from tune.resources import default_resources
 
 BUNDLED_DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "manifest.csv"
+SETTINGS_NAME = "run.json"
 DEMO_BUDGET = {"num_samples": 4, "max_concurrent": 2, "cpus_per_trial": 1.0}
 
 
@@ -86,12 +90,59 @@ class RunSettings:
         return (json.dumps(asdict(self), indent=2) + "\n").encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> RunSettings:
-        return cls(**json.loads(data))
+    def from_json(cls, data: bytes, source: str = SETTINGS_NAME) -> RunSettings:
+        """The settings saved by `to_json`; a file damaged or edited by hand is a UserError naming `source` (and the
+        field), never a TypeError from the constructor."""
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            raise UserError(f"{source}: not the run settings this project writes (not valid JSON: {error})") from error
+        if not isinstance(raw, dict):
+            raise UserError(f"{source}: not the run settings this project writes (expected a JSON object, got "
+                            f"{type(raw).__name__})")
+        kinds = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(fields))
+        missing = [name for name, f in fields.items() if name not in raw and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if unknown or missing:
+            what = "; ".join(part for part in (f"unknown field(s) {', '.join(unknown)}" if unknown else "",
+                                              f"missing field(s) {', '.join(missing)}" if missing else "") if part)
+            raise UserError(f"{source}: not the run settings this project writes ({what})")
+        for name, value in raw.items():
+            if not _is_a(value, kinds[name]):
+                raise UserError(f"{source}: field {name!r} is {value!r:.60}, not {_kind_name(kinds[name])}")
+        try:
+            Config.from_dict(raw["base"])
+        except ConfigError as error:
+            raise UserError(f"{source}: base: {error}") from error
+        return cls(**raw)
 
     @property
     def config(self) -> Config:
         return Config.from_dict(self.base)
+
+
+def _is_a(value: Any, kind: Any) -> bool:
+    """Whether a JSON value has a field's type (`float | None`, `dict[str, Any]`, ...); ints count as floats."""
+    if isinstance(kind, types.UnionType):
+        return any(_is_a(value, part) for part in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if typing.get_origin(kind) is dict:
+        return isinstance(value, dict)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _kind_name(kind: Any) -> str:
+    if isinstance(kind, types.UnionType):
+        return " or ".join(_kind_name(part) for part in typing.get_args(kind))
+    names = {str: "text", int: "an integer", float: "a number", bool: "true/false", type(None): "null"}
+    return names.get(kind, "an object")
 
 
 def _positive(value: float | None, flag: str, minimum: float = 1) -> None:

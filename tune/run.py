@@ -148,7 +148,7 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace
         if not Tuner.can_restore(store.location):
             raise UserError(f"--resume: experiment {store.location} has no saved search state (it stopped before "
                             "Tune saved any); start it again with --overwrite")
-        settings = RunSettings.from_json(store.read_bytes(SETTINGS_FILE))
+        settings = RunSettings.from_json(store.read_bytes(SETTINGS_FILE), store.display(SETTINGS_FILE))
         check_resume_flags(args, settings)
     else:
         settings = settings_from_args(args, space)

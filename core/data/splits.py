@@ -66,13 +66,33 @@ def _partition(labels: np.ndarray, groups: np.ndarray | None, n_splits: int, str
     return [(np.sort(a), np.sort(b)) for a, b in splitter.split(np.zeros(len(labels)), labels, groups)]
 
 
-def check_groups_per_class(labels: np.ndarray, groups: np.ndarray, needed: int, what: str) -> None:
-    """Every class must be spoken by at least `needed` speakers, or some fold would lack it."""
+def check_groups_per_class(labels: np.ndarray, groups: np.ndarray, needed: int, what: str, unit: str = "speaker",
+                           lower: str = "data.k_fold") -> None:
+    """Every class must be spoken by at least `needed` speakers (clips, without a speaker column), or some fold would
+    lack it."""
     for label in np.unique(labels):
         speakers = len(np.unique(groups[labels == label]))
         if speakers < needed:
-            raise DataError(f"class {str(label)!r} has only {speakers} speaker(s); {what} needs at least {needed} "
-                            "(lower data.k_fold, or add speakers)")
+            raise DataError(f"class {str(label)!r} has only {speakers} {unit}(s); {what} needs at least {needed} "
+                            f"(lower {lower}, or add {unit}s)")
+
+
+def _units(groups: np.ndarray | None, rows: int) -> tuple[np.ndarray, str]:
+    """What is split whole: speakers, or single clips without a speaker column."""
+    return (groups, "speaker") if groups is not None else (np.arange(rows), "clip")
+
+
+def _check_folds_possible(labels: np.ndarray, units: np.ndarray, unit: str, k_fold: int, stratify: bool,
+                          after: str) -> None:
+    """What is left for the folds (after the test split) must give every fold every class: k units of each (a
+    hold-out fold: 2); unstratified, k units in all. sklearn's splitters raise or leave a fold without a class."""
+    needed = max(k_fold, 2)
+    what = f"data.k_fold={k_fold} after {after}"
+    if stratify:
+        check_groups_per_class(labels, units, needed, what, unit, "data.test_size or data.k_fold")
+    elif len(np.unique(units)) < needed:
+        raise DataError(f"only {len(np.unique(units))} {unit}(s) are left for {what}, which needs at least {needed} "
+                        f"(lower data.test_size or data.k_fold, or add {unit}s)")
 
 
 def _hold_out(rows: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, share: float, stratify: bool,
@@ -132,9 +152,12 @@ def make_splits(labels: np.ndarray, groups: np.ndarray | None, *, k_fold: int, t
     not matter).
     """
     labels = np.asarray(labels)
-    if groups is not None and stratify:
-        check_groups_per_class(labels, groups, max(k_fold, 2) + 1, f"a test split plus data.k_fold={k_fold}")
+    units, unit = _units(groups, len(labels))
+    if stratify:
+        check_groups_per_class(labels, units, max(k_fold, 2) + 1, f"a test split plus data.k_fold={k_fold}", unit)
     rest, test = _hold_out(np.arange(len(labels)), labels, groups, test_size, stratify, shuffle, seed)
+    _check_folds_possible(labels[rest], units[rest], unit, k_fold, stratify, f"the test split (data.test_size="
+                                                                             f"{test_size:g})")
     return Splits(test=test, folds=_folds(rest, labels, groups, k_fold, valid_size, stratify, shuffle, seed))
 
 
@@ -150,14 +173,21 @@ def make_presplit(labels: np.ndarray, groups: np.ndarray | None, origin: np.ndar
     labels, origin = np.asarray(labels), np.asarray(origin)
     train = np.flatnonzero(origin == TRAIN)
     valid, test = np.flatnonzero(origin == VALID), np.flatnonzero(origin == TEST)
-    if groups is not None and stratify:
+    units, unit = _units(groups, len(labels))
+    if stratify:
         needed = (1 if len(valid) else max(k_fold, 2)) + (0 if len(test) else 1)
         what = " plus ".join(part for part, missing in (("a test split", not len(test)),
                                                         (f"data.k_fold={k_fold}", not len(valid))) if missing)
         if what:
-            check_groups_per_class(labels[train], groups[train], needed, f"splitting the training file into {what}")
-    if not len(test):
+            check_groups_per_class(labels[train], units[train], needed, f"splitting the training file into {what}",
+                                   unit)
+    split_test = not len(test)
+    if split_test:
         train, test = _hold_out(train, labels, groups, test_size, stratify, shuffle, seed)
+    if not len(valid):
+        _check_folds_possible(labels[train], units[train], unit, k_fold, stratify,
+                              f"the test split of the training file (data.test_size={test_size:g})" if split_test
+                              else "data.test_file (the training file is split into the folds)")
     folds = ([Fold(index=0, train=train, valid=valid)] if len(valid) else
              _folds(train, labels, groups, k_fold, valid_size, stratify, shuffle, seed))
     return Splits(test=test, folds=folds)
