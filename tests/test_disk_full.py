@@ -119,8 +119,8 @@ def test_full_storage_stops_cleanly_and_resume_completes(ray_address: str, ray_e
     assert len(table) == SAMPLES and table["trial_id"].is_unique, table
     assert set(table["status"]) == {"finished"}, table[["trial_id", "status"]]
     row = table.set_index("trial_id").loc[first]
-    assert row["uar_mean"] == finished["uar_mean"] and row["uar_std"] == finished["uar_std"]
-    assert row["uar_folds"] == " ".join(f"{finished[f'uar_fold{i}']:.4f}" for i in range(3))
+    assert row["uar_score"] == finished["uar_score"] and row["uar_std"] == finished["uar_score_std"]
+    assert row["uar_folds"] == " ".join(f"{finished[f'uar_score_fold{i}']:.4f}" for i in range(3))
 
 
 def test_too_little_free_space_is_refused_before_ray(toy_dataset: Path, toy_cache_dir: Path, tmp_path: Path,
