@@ -82,7 +82,7 @@ class ModelConfig:
     freeze_encoder: bool = False
     freeze_feature_encoder: bool = True  # wav2vec2: keep the convolutional feature encoder fixed
     train_positions: bool = False  # whisper: train the positional table (fixed sinusoids in Whisper: frozen)
-    pooling: str = "mean"  # whisper: mean (all encoder frames) | audio (frames of real audio, not the padding)
+    pooling: str = "audio"  # whisper: audio (frames of real audio, not the padding) | mean (all frames, the original)
 
 
 @dataclass
@@ -90,11 +90,11 @@ class LossConfig:
     name: str = "ce"
     smoothing: float = 1.0  # balancing: add-k smoothing of P(label | word)
     gamma: float = 2.0  # focal: focusing parameter (0 = cross-entropy)
-    alpha: float = 0.0  # focal: weight of class 1 vs 0 in (0, 1); 0 = off
+    alpha: float = 0.0  # focal: weight of the positive class (data.positive_class), 1 - alpha the others; 0 = off
     beta: float = 0.999  # class_balanced: effective-number beta
     cb_base: str = "ce"  # class_balanced: applied over ce or focal
     difficulty_lambda: float = 1.0  # difficulty: weight = 1 + lambda * difficulty(word)
-    difficulty_file: str = ""  # difficulty: CSV word,difficulty (default: abnormal rate in the training split)
+    difficulty_file: str = ""  # difficulty: CSV word,difficulty (default: the positive class's training rate)
     contrastive_weight: float = 0.1  # contrastive: CE + weight * pair term
     temperature: float = 0.1  # contrastive: cosine-similarity temperature
     huber_delta: float = 1.0  # huber (regression)
