@@ -18,7 +18,7 @@ from core.config import load_config_file
 from core.data.dataset import prepare_data
 from core.train import train_fold
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # real Ray searches: minutes
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ from core.config import load_config_file
 from core.data.dataset import prepare_data
 from core.data.recorded import clip_keys
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # real Ray searches: minutes
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 3

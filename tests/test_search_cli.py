@@ -23,7 +23,7 @@ from core.data.splits import Fold
 from core.optim import SCHEDULERS
 from core.train import train_fold
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # real Ray searches: minutes
 
 
 def run_cli(module: str, *args: str, env: dict[str, str] | None = None, timeout: int = 600

@@ -55,6 +55,7 @@ def test_conditional_parameters_only_when_chosen() -> None:
         assert (params.get("features.n_mels") == 78) == (params["features.conditioning"] == "rows")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_space_runs_through_tune_run(name: str, ray_address: str, ray_env: dict[str, str], toy_dataset: Path,
