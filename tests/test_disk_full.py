@@ -143,7 +143,8 @@ def test_a_write_that_does_not_fit_leaves_the_old_file_whole(tmp_path: Path) -> 
     content, and a failed write takes no space."""
     import pyarrow.fs as pafs
 
-    from tune.storage import RunStore, out_of_space, storage_filesystem
+    from tune.storage import RunStore, storage_filesystem
+    from tune.storage_full import out_of_space
 
     disk = tmp_path / "small"
     mount_tmpfs(disk, "1m")

@@ -11,7 +11,7 @@ from ray.tune.experiment import Trial
 
 from tune.aggregate import fold_values
 from tune.leaderboard import trial_status
-from tune.storage import failed_for_space
+from tune.storage_full import failed_for_space
 
 
 def trial_number(trial: Trial) -> str:
@@ -59,7 +59,7 @@ class TrialLines(Callback):
                    f"{result.get(f'{self.metric}_score', math.nan):.3f} at epoch {int(result.get('score_epoch', 0))}")
 
     def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        if failed_for_space(trial):  # not a lost worker: the search stops (tune/storage.py StopWhenStorageFull)
+        if failed_for_space(trial):  # not a lost worker: the search stops (tune/storage_full.py)
             self._line(f"trial {trial_number(trial)} could not save its checkpoint: no space left on the storage")
             return
         latest = trial.latest_checkpoint_result  # what the restart resumes from (the last result may be newer)

@@ -40,7 +40,8 @@ from tune.leaderboard import build_leaderboard, format_leaderboard, to_csv_bytes
 from tune.pinning import PinnedSpace
 from tune.resources import check_device, check_fits, resolve_gpus, trial_resources
 from tune.search import build_tuner, objective, restore_tuner
-from tune.storage import RunStore, StorageFull, hide_storage_full_logs, out_of_space
+from tune.storage import RunStore
+from tune.storage_full import StorageFull, hide_storage_full_logs, out_of_space
 from tune.study import record_study
 from tune.trainable import selected_predictions, trial_config
 
@@ -264,7 +265,7 @@ def stopped_at(settings: RunSettings) -> str:
 
 def storage_full(settings: RunSettings, store: RunStore, address: str | None, what: str) -> int:
     """Exit 1 (not 2): the input was fine and the search ran; the disk under --storage filled up. Files there are
-    replaced only by complete ones (tune/storage.py), so the resume continues from the last saved state."""
+    replaced only by complete ones (tune/complete_files.py), so the resume continues from the last saved state."""
     print(f"\nerror: --storage {store.storage} is full ({os.strerror(errno.ENOSPC)}); {what}. Free space on it "
           f"and resume with:\n  {resume_command(settings, store, address)}", file=sys.stderr)
     return 1

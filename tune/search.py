@@ -17,7 +17,8 @@ from tune.interrupt import StopWhenSaved
 from tune.pinning import PinnedSpace
 from tune.progress import TrialLines
 from tune.resources import trial_resources
-from tune.storage import RunStore, StopWhenStorageFull, storage_filesystem
+from tune.storage import RunStore, storage_filesystem
+from tune.storage_full import StopWhenStorageFull
 from tune.trainable import cross_validate
 
 # A trial whose worker or node dies restarts from its last checkpoint this many times. A diverged config is not
