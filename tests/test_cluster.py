@@ -57,7 +57,7 @@ def test_submit_follow_runs_the_search_as_a_job(ray_dashboard: str, ray_env: dic
     # Results went to the storage URI; the export is the leaderboard's winner, with the toy manifest.
     folder = tmp_path / "runs" / "job"
     export = json.loads((folder / "best_config.json").read_text())
-    table = pd.read_csv(folder / "leaderboard.csv")
+    table = pd.read_csv(folder / "leaderboard.csv", dtype={"trial_id": str})
     assert len(table) == 1 and export["trial_id"] == table.iloc[0]["trial_id"]
     assert export["search"]["storage"] == f"{storage}/job"
     config = load_config_file(folder / "best_config.json")
@@ -99,7 +99,7 @@ def test_fold_parallel_folds_run_in_fractional_gpu_bundles(gpu_cluster: dict[str
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resources per trial: 0.05 CPU + 0.15 CPU, 0.1666 GPU + 0.15 CPU, 0.1666 GPU + 0.15 CPU, 0.1666 GPU" \
         in done.stdout
-    table = pd.read_csv(tmp_path / "fp" / "leaderboard.csv")
+    table = pd.read_csv(tmp_path / "fp" / "leaderboard.csv", dtype={"trial_id": str})
     assert len(table) == 2
     for trial in table["trial_id"]:
         checkpoints = sorted((tmp_path / "fp" / f"trial_{trial}").glob("checkpoint_*"))

@@ -51,7 +51,7 @@ def run(args: list[str], env: dict[str, str], timeout: int = 400) -> subprocess.
 
 def trials_by_params(folder: Path) -> dict[tuple, pd.Series]:
     """Leaderboard rows keyed by their sampled parameters (trial ids are random, parameters are not)."""
-    table = pd.read_csv(folder / "leaderboard.csv")
+    table = pd.read_csv(folder / "leaderboard.csv", dtype={"trial_id": str})
     return {tuple(row[p] for p in PARAMS): row for _, row in table.iterrows()}
 
 
@@ -122,7 +122,7 @@ def test_killed_worker_restarts_trial_from_checkpoint(reference: Path, ray_addre
     results = [json.loads(line) for line in (tmp_path / "kill" / f"trial_{trial}" / "result.json").read_text()
                .splitlines()]
     assert killed in {r["pid"] for r in results} and results[-1]["pid"] != killed  # really another process
-    table = pd.read_csv(tmp_path / "kill" / "leaderboard.csv")
+    table = pd.read_csv(tmp_path / "kill" / "leaderboard.csv", dtype={"trial_id": str})
     assert list(table["trial_id"]) == [trial]  # counted once
     assert_same_trials(tmp_path / "kill", reference, subset=True)  # resumed exactly: the reference's scores
 
@@ -149,7 +149,7 @@ def test_sigkilled_local_driver_resumes(reference: Path, ray_env: dict[str, str]
     assert not epochs_of(lines, first)  # the finished trial is kept, not run again
     again = epochs_of(lines, second)
     assert 2 <= again[0] <= before[-1] + 1 and again[-1] == EPOCHS  # resumed from its checkpoint
-    table = pd.read_csv(tmp_path / "local" / "leaderboard.csv")
+    table = pd.read_csv(tmp_path / "local" / "leaderboard.csv", dtype={"trial_id": str})
     assert len(table) == 3 and table["trial_id"].is_unique
     # The third trial's config is the reference's third: the sampler kept its history (a fresh sampler with the
     # same seed would have proposed the first trial's config again), and every score is the reference's.
@@ -173,7 +173,7 @@ def test_ctrl_c_saves_state_and_prints_a_working_resume_command(reference: Path,
                              timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 2 <= epochs_of(resumed.stdout.splitlines(), trial)[0] <= EPOCHS
-    table = pd.read_csv(tmp_path / "ctrlc" / "leaderboard.csv")
+    table = pd.read_csv(tmp_path / "ctrlc" / "leaderboard.csv", dtype={"trial_id": str})
     assert list(table["trial_id"]) == [trial]
     assert_same_trials(tmp_path / "ctrlc", reference, subset=True)
 
@@ -186,7 +186,7 @@ def test_diverging_config_errors_once_and_the_search_goes_on(ray_address: str, r
     done = run(search_args(toy_dataset, toy_cache_dir, tmp_path, "nan", 2, "--address", ray_address,
                            "--set", "optim.lr=1e6", "--set", "optim.grad_clip=0", epochs=2), ray_env)
     assert done.returncode == 1 and "every trial failed" in done.stderr, done.stderr[-3000:]
-    table = pd.read_csv(tmp_path / "nan" / "leaderboard.csv")
+    table = pd.read_csv(tmp_path / "nan" / "leaderboard.csv", dtype={"trial_id": str})
     assert len(table) == 2 and set(table["status"]) == {"error"}
     assert table["error"].str.match(r"diverged: fold \d epoch \d: .*(loss is|not finite)").all(), table["error"]
     assert (table["optim.lr"] == 1e6).all() and table["uar_score"].isna().all()

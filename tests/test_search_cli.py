@@ -55,7 +55,7 @@ def test_search_runs_and_prints_progress(search: tuple[Path, subprocess.Complete
 
 def test_leaderboard_holds_every_trial_with_fold_scores(search: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     folder, _ = search
-    table = pd.read_csv(folder / "leaderboard.csv")
+    table = pd.read_csv(folder / "leaderboard.csv", dtype={"trial_id": str})
     assert len(table) == 3 and list(table["rank"]) == [1, 2, 3]
     assert set(table["status"]) <= {"finished", "stopped (ASHA)"}
     for _, row in table.iterrows():
@@ -70,7 +70,7 @@ def test_leaderboard_holds_every_trial_with_fold_scores(search: tuple[Path, subp
 
 def test_optuna_study_saved_to_sqlite(search: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     folder, _ = search
-    table = pd.read_csv(folder / "leaderboard.csv")
+    table = pd.read_csv(folder / "leaderboard.csv", dtype={"trial_id": str})
     study = optuna.load_study(study_name="it", storage=f"sqlite:///{folder / 'optuna.db'}")
     assert len(study.trials) == 3
     values = sorted(t.value for t in study.trials)
@@ -82,7 +82,7 @@ def test_export_is_the_winner_and_its_validated_recipe(search: tuple[Path, subpr
     """best_config.json holds the winner's full config with the schedule horizon and e*, and what was validated."""
     folder, _ = search
     export = json.loads((folder / "best_config.json").read_text())
-    table = pd.read_csv(folder / "leaderboard.csv")
+    table = pd.read_csv(folder / "leaderboard.csv", dtype={"trial_id": str})
     winner = table[table["status"] == "finished"].iloc[0] if (table["status"] == "finished").any() else table.iloc[0]
     assert export["trial_id"] == winner["trial_id"]
     validated = export["validated"]
@@ -141,7 +141,7 @@ def test_one_score_from_the_search_to_the_final_report(search: tuple[Path, subpr
     folder, _ = search
     export = json.loads((folder / "best_config.json").read_text())
     validated = export["validated"]
-    table = pd.read_csv(folder / "leaderboard.csv")
+    table = pd.read_csv(folder / "leaderboard.csv", dtype={"trial_id": str})
     leaderboard = float(table.loc[table["trial_id"] == export["trial_id"], "uar_score"].iloc[0])
     done = run_cli("core.train", "--config", str(folder / "best_config.json"), "--out", str(tmp_path / "cv"),
                    env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -105,7 +105,7 @@ def test_trial_on_a_lost_node_resumes_from_its_checkpoint_on_the_head(two_nodes:
     assert re.fullmatch(r"job \S+: SUCCEEDED", search.lines[-1])
 
     # The search completed 2/2, each trial counted once.
-    table = pd.read_csv(experiment / "leaderboard.csv")
+    table = pd.read_csv(experiment / "leaderboard.csv", dtype={"trial_id": str})
     assert len(table) == 2 and table["trial_id"].is_unique and set(table["status"]) == {"finished"}
     assert moved in set(table["trial_id"].astype(str))
 
