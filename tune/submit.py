@@ -43,7 +43,7 @@ def validate(run_argv: list[str], remote_data: bool) -> None:
     """tune.run's own checks, before anything is uploaded. Imported late: they pull in torch."""
     import optuna
 
-    from tune.run import check_data, parse_settings
+    from tune.experiment import check_data, parse_settings
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings, _, _, _ = parse_settings([*run_argv, "--address", "auto"])
