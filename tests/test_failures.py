@@ -151,6 +151,10 @@ def test_sigkilled_local_driver_resumes(reference: Path, ray_env: dict[str, str]
     assert 2 <= again[0] <= before[-1] + 1 and again[-1] == EPOCHS  # resumed from its checkpoint
     table = pd.read_csv(tmp_path / "local" / "leaderboard.csv", dtype={"trial_id": str})
     assert len(table) == 3 and table["trial_id"].is_unique
+    study = optuna.load_study(study_name="local", storage=f"sqlite:///{tmp_path / 'local' / 'optuna.db'}")
+    ray_ids = [t.user_attrs["ray_trial_id"] for t in study.trials]  # the live study, continued by the resume
+    assert len(set(ray_ids)) == len(ray_ids) and set(table["trial_id"]) <= set(ray_ids), ray_ids
+    assert all(t.state.is_finished() for t in study.trials)
     # The third trial's config is the reference's third: the sampler kept its history (a fresh sampler with the
     # same seed would have proposed the first trial's config again), and every score is the reference's.
     assert_same_trials(tmp_path / "local", reference)

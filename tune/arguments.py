@@ -18,6 +18,7 @@ from core.config import Config, parse_assignment
 from core.errors import ConfigError, UserError
 from search_spaces import DEMO_OVERRIDES, SearchSpace
 from tune.resources import default_resources
+from tune.trackers import TRACKERS, check_trackers, mlflow_uri, parse_trackers
 
 BUNDLED_DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "manifest.csv"
 SETTINGS_NAME = "run.json"
@@ -58,6 +59,11 @@ def build_parser() -> ArgumentParser:
                                      "127.0.0.1")
     p.add_argument("--demo", action="store_true",
                    help="tiny from-scratch model and a small budget (minutes on 2 CPU cores); bundled data")
+    p.add_argument("--log-to", metavar="TRACKERS",
+                   help=f"also log every trial to these experiment trackers, comma-separated: {', '.join(TRACKERS)} "
+                        "(TensorBoard files are written into each trial folder anyway; mlflow: mlflow.db in the run "
+                        "folder unless --mlflow-uri; wandb: offline unless WANDB_MODE is set)")
+    p.add_argument("--mlflow-uri", help="with --log-to mlflow: the MLflow tracking URI (default: sqlite:///RUN/mlflow.db)")
     p.add_argument("--resume", action="store_true", help="continue the experiment --name in --storage")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing experiment of the same name (only one this project created, and "
@@ -85,6 +91,12 @@ class RunSettings:
     created: str
     fold_parallel: bool = False
     pinned: dict[str, Any] = field(default_factory=dict)  # --set values of keys the space would search
+    log_to: str = ""  # --log-to: experiment trackers, comma-separated (tune/trackers.py)
+    mlflow_uri: str = ""  # --mlflow-uri ("" = mlflow.db in the run folder)
+
+    @property
+    def trackers(self) -> list[str]:
+        return parse_trackers(self.log_to)
 
     def to_json(self) -> bytes:
         return (json.dumps(asdict(self), indent=2) + "\n").encode()
@@ -159,6 +171,12 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
     _positive(args.grace_period, "--grace-period")
     if args.k_fold is not None and args.k_fold < 2:
         raise UserError(f"--k-fold must be >= 2 for cross-validation, got {args.k_fold}")
+    trackers = parse_trackers(args.log_to)
+    check_trackers(trackers)
+    if args.mlflow_uri and "mlflow" not in trackers:
+        raise UserError("--mlflow-uri is read only with --log-to mlflow")
+    if "mlflow" in trackers:
+        mlflow_uri(args.mlflow_uri, "", "://" in args.storage)
     overrides: dict[str, Any] = dict(space.base)
     if args.demo:
         overrides.update(DEMO_OVERRIDES)
@@ -184,4 +202,5 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent or budget.get("max_concurrent"),
         grace_period=args.grace_period, seed=args.seed, demo=args.demo,
         created=datetime.datetime.now().isoformat(timespec="seconds"), fold_parallel=args.fold_parallel,
-        pinned={key: config.get(key) for key in assignments})
+        pinned={key: config.get(key) for key in assignments}, log_to=",".join(trackers),
+        mlflow_uri=args.mlflow_uri or "")

@@ -43,7 +43,7 @@ from tune.resources import check_device, check_fits, resolve_gpus, trial_resourc
 from tune.search import build_tuner, objective, restore_tuner
 from tune.storage import RunStore
 from tune.storage_full import StorageFull, hide_storage_full_logs, out_of_space
-from tune.study import record_study
+from tune.study import STUDY_FILE
 from tune.trainable import selected_predictions, trial_config
 
 SETTINGS_FILE = "run.json"
@@ -318,9 +318,9 @@ def finish(settings: RunSettings, space: SearchSpace, store: RunStore, grid: Res
           "± sample std of the folds there):")
     print(format_leaderboard(table, metric))
     written = [store.write_bytes("leaderboard.csv", to_csv_bytes(table)),
-               store.write_bytes("leaderboard.parquet", to_parquet_bytes(table)),
-               store.write_bytes("optuna.db", record_study(grid, space, metric, mode, settings.name,
-                                                      settings.pinned, settings.demo))]
+               store.write_bytes("leaderboard.parquet", to_parquet_bytes(table))]
+    if store.exists(STUDY_FILE):  # written trial by trial during the search (tune/study.py)
+        written.append(store.display(STUDY_FILE))
     if len(table) < settings.num_samples:
         print(f"\nsearch incomplete ({len(table)}/{settings.num_samples} trials). Resume with:\n  "
               f"{resume_command(settings, store)}", file=sys.stderr)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from core.checks import check_config, check_run
 from core.command_line import ArgumentParser, check_output_folder, run_command, write_json
@@ -100,8 +101,16 @@ def train_final(config: Config, data: AudioData) -> tuple[torch.nn.Module, torch
     fold = Fold(index=0, train=data.splits.development, valid=np.zeros(0, dtype=np.int64))
     result = None
     last = config.train.stop_epoch or config.train.epochs  # the schedule spans train.epochs either way
+    # a bar for a person at a terminal; plain lines for logs (Ray Job logs, files, CI)
+    bar = tqdm(total=last, desc="final training", unit="epoch", file=sys.stderr) if sys.stderr.isatty() else None
     for result in train_fold(config, data, fold):
-        print(f"final training: epoch {result.epoch}/{last}  loss {result.train_loss:.4f}", flush=True)
+        if bar is None:
+            print(f"final training: epoch {result.epoch}/{last}  loss {result.train_loss:.4f}", flush=True)
+        else:
+            bar.set_postfix(loss=f"{result.train_loss:.4f}")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     assert result is not None  # train.epochs >= 1 is validated
     return result.model, result.featurizer
 

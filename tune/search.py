@@ -17,8 +17,10 @@ from tune.interrupt import StopWhenSaved
 from tune.pinning import PinnedSpace
 from tune.progress import TrialLines
 from tune.resources import trial_resources
-from tune.storage import RunStore, storage_filesystem
+from tune.storage import RunStore, is_uri, storage_filesystem
 from tune.storage_full import StopWhenStorageFull
+from tune.study import LiveStudy
+from tune.trackers import check_trackers, tracker_callbacks
 from tune.trainable import cross_validate
 
 # A trial whose worker or node dies restarts from its last checkpoint this many times. A diverged config is not
@@ -84,13 +86,19 @@ def run_config(settings: RunSettings, store: RunStore) -> tune.RunConfig:
         verbose=0,
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[TrialLines(settings.config.train.metric, settings.config.train.epochs), StopWhenSaved(),
-                   StopWhenStorageFull()])
+        callbacks=[TrialLines(settings.config.train.metric, settings.config.train.epochs, mode=objective(settings)[1]),
+                   StopWhenSaved(),
+                   StopWhenStorageFull(),
+                   LiveStudy(store.storage, settings.name, [objective(settings)], settings.space, settings.pinned,
+                             settings.demo, settings.config.train.epochs),
+                   *tracker_callbacks(settings.trackers, settings.name, store.path, is_uri(store.storage),
+                                      settings.mlflow_uri)])
 
 
 def restore_tuner(settings: RunSettings, store: RunStore) -> tune.Tuner:
     """Continue a stopped or killed search: finished trials kept, unfinished ones resumed from checkpoints (a trial
     stopped by a full disk is unfinished: see StopWhenStorageFull)."""
+    check_trackers(settings.trackers)  # Tune unpickles the run's logger callbacks: their packages must be here
     return tune.Tuner.restore(store.location, trainable=trainable(settings), resume_unfinished=True,
                               resume_errored=False, restart_errored=False,
                               storage_filesystem=storage_filesystem(store.storage))
