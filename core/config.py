@@ -29,9 +29,13 @@ from core.errors import ConfigError
 class DataConfig:
     """Where the clips are and how they are split."""
 
-    manifest: str = ""  # CSV or Parquet, one row per clip
+    manifest: str = ""  # CSV or Parquet, one row per clip; or an audiofolder or Hugging Face save_to_disk folder
     audio_root: str = ""  # folder that `path` is relative to; default: the manifest's folder
     target: str = "label"  # column to predict
+    path_column: str = ""  # column of clip paths; default: path (audiofolder: file_name; save_to_disk: the Audio one)
+    speaker_column: str = "speaker"  # column of speaker ids (optional: when absent, splits are not speaker-grouped)
+    word_column: str = "word"  # column of target words (optional)
+    age_column: str = "age"  # column of ages in years or Y;M (optional)
     filter_words: list[str] = field(default_factory=list)  # keep only these words (empty: all)
     train_file: str = ""  # pre-split manifests (optional): used instead of `manifest` when set
     valid_file: str = ""

@@ -32,9 +32,13 @@ def build_parser() -> ArgumentParser:
                     "folds; ASHA prunes on the fold-mean curve, Optuna (TPE) proposes configs.")
     p.add_argument("--space", help="search space name (see --list-spaces)")
     p.add_argument("--list-spaces", action="store_true", help="list the search spaces with their parameters")
-    p.add_argument("--data", help="manifest (CSV or Parquet); default: the bundled demo set")
+    p.add_argument("--data", help="manifest (CSV or Parquet), audiofolder (metadata.csv with file_name) or Hugging "
+                                  "Face save_to_disk folder; default: the bundled demo set")
     p.add_argument("--audio-root", help="folder the manifest's paths are relative to (default: its folder)")
     p.add_argument("--target", help="target column (default: label)")
+    for role, default in (("path", "path; audiofolder: file_name; save_to_disk: its Audio column"),
+                          ("speaker", "speaker"), ("word", "word"), ("age", "age")):
+        p.add_argument(f"--{role}-column", metavar="COLUMN", help=f"the manifest's {role} column (default: {default})")
     p.add_argument("--num-samples", type=int, help="number of trials (default: 20; --demo: 4)")
     p.add_argument("--k-fold", type=int, help="folds per trial (default: the space's, usually 5)")
     p.add_argument("--epochs", type=int, help="epochs per fold (default: the space's)")
@@ -183,6 +187,8 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
         overrides.update(space.demo)
     data = args.data or str(BUNDLED_DEMO)
     flags = {"data.manifest": data, "data.audio_root": args.audio_root, "data.target": args.target,
+             "data.path_column": args.path_column, "data.speaker_column": args.speaker_column,
+             "data.word_column": args.word_column, "data.age_column": args.age_column,
              "data.k_fold": args.k_fold, "train.epochs": args.epochs, "data.seed": args.seed,
              "train.seed": args.seed}
     overrides.update({key: value for key, value in flags.items() if value is not None})

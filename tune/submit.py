@@ -1,7 +1,8 @@
 """`python -m tune.submit --address http://HEAD:8265 --space NAME [tune.run options]`: the search as a Ray Job.
 
-The options are checked here first, exactly as tune.run checks them (same one-line errors, exit 2); then the repo
-goes up as the job's `working_dir` and the job runs `tune.run ... --address auto` on the cluster. See
+The options are checked here first, exactly as tune.run checks them (same one-line errors, exit 2); then the code
+goes up (a checkout's project root as the job's `working_dir`, or an installed package's own folders as `py_modules`,
+never site-packages: tune/job_env.py `upload`) and the job runs `tune.run ... --address auto` on the cluster. See
 docs/cluster.md for the interpreter and requirements choices (tune/job_env.py).
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from core.command_line import ArgumentParser
 from core.errors import UserError
 from tune.cluster import set_ray_environment
-from tune.job_env import absolute_paths, interpreter_and_env, submit
+from tune.job_env import absolute_paths, demo_data, interpreter_and_env, submit
 
 TERMINAL = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 1}
 
@@ -57,12 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, run_argv = build_parser().parse_known_args(argv)
     try:
         run_argv = absolute_paths(run_argv)
+        from tune.arguments import BUNDLED_DEMO
+
+        demo_env, demo_argv = demo_data(run_argv, BUNDLED_DEMO)
         validate(run_argv, args.remote_data)
         from ray.job_submission import JobSubmissionClient
 
         client = JobSubmissionClient(args.address)
         python, runtime_env = interpreter_and_env(client, args.python, args.pip)
-        entrypoint = shlex.join([python, "-m", "tune.run", *run_argv, "--address", "auto"])
+        runtime_env.update(demo_env)
+        entrypoint = shlex.join([python, "-m", "tune.run", *run_argv, *demo_argv, "--address", "auto"])
         job_id = submit(client, entrypoint=entrypoint, runtime_env=runtime_env, metadata={"tool": "audiotune"})
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

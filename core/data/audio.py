@@ -6,6 +6,7 @@ costs as much memory as a clip of `num_samples`, and its kept part equals the he
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -25,10 +26,11 @@ class ClipDecoder:
         self.num_samples = num_samples
         self._resamplers: dict[int, torchaudio.transforms.Resample] = {}
 
-    def __call__(self, path: str) -> tuple[np.ndarray, int]:
-        """Return (waveform of exactly `num_samples`, how many of them are real audio)."""
+    def __call__(self, path: str, data: bytes | None = None) -> tuple[np.ndarray, int]:
+        """Return (waveform of exactly `num_samples`, how many of them are real audio); from `data`, the encoded
+        file's bytes, when given (then `path` only names the clip)."""
         try:
-            with soundfile.SoundFile(path) as file:
+            with soundfile.SoundFile(io.BytesIO(data) if data is not None else path) as file:
                 rate = file.samplerate
                 audio = file.read(self._frames_to_read(rate), dtype="float32", always_2d=True)
         except Exception as error:

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from core.data.audio import ClipDecoder
+from core.data.sources import EmbeddedAudio
 
 CACHE_VERSION = 1
 ROWS_PER_BATCH = 256
@@ -28,10 +29,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("AUDIOTUNE_CACHE", Path.home() / ".cache" / "audiotune"))
 
 
-def cache_key(paths: Sequence[str], sample_rate: int, num_samples: int) -> str:
-    """Hash of the inputs that determine the cache's bytes."""
+def cache_key(paths: Sequence[str], sample_rate: int, num_samples: int,
+              embedded: EmbeddedAudio | None = None) -> str:
+    """Hash of the inputs that determine the cache's bytes (a clip stored as bytes: its dataset's files and row)."""
     entries = []
-    for path in paths:
+    for index, path in enumerate(paths):
+        if embedded is not None and embedded.has_bytes(index):
+            entries.append([path, *embedded.identity(index)])
+            continue
         stat = os.stat(path)
         entries.append([path, stat.st_size, stat.st_mtime_ns])
     blob = json.dumps({"version": CACHE_VERSION, "rate": sample_rate, "samples": num_samples, "files": entries})
@@ -62,21 +67,22 @@ class WaveformStore:
 
 
 def open_cache(paths: Sequence[str], sample_rate: int, max_seconds: float, cache_dir: str | Path | None = None,
-               progress: Callable[[str], None] | None = None) -> WaveformStore:
-    """Return the store for these clips, decoding them first if no matching cache file exists."""
+               progress: Callable[[str], None] | None = None, embedded: EmbeddedAudio | None = None) -> WaveformStore:
+    """Return the store for these clips, decoding them first if no matching cache file exists. `embedded` says
+    which clips are bytes in a dataset (their `paths` are keys) rather than files."""
     num_samples = int(round(sample_rate * max_seconds))
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
-    target = folder / f"clips-{cache_key(paths, sample_rate, num_samples)}.arrow"
+    target = folder / f"clips-{cache_key(paths, sample_rate, num_samples, embedded)}.arrow"
     if not target.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        _build(paths, ClipDecoder(sample_rate, num_samples), target, progress)
+        _build(paths, ClipDecoder(sample_rate, num_samples), target, progress, embedded)
     elif progress:
         progress(f"decode cache: reusing {target} ({len(paths)} clips)")
     return WaveformStore(target)
 
 
 def _build(paths: Sequence[str], decode: ClipDecoder, target: Path,
-           progress: Callable[[str], None] | None) -> None:
+           progress: Callable[[str], None] | None, embedded: EmbeddedAudio | None = None) -> None:
     started = time.perf_counter()
     schema = pa.schema([("audio", pa.list_(pa.float32(), decode.num_samples)), ("length", pa.int32())])
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix=".tmp")
@@ -84,7 +90,8 @@ def _build(paths: Sequence[str], decode: ClipDecoder, target: Path,
     try:
         with pa.OSFile(temporary, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
             for start in range(0, len(paths), ROWS_PER_BATCH):
-                decoded = [decode(path) for path in paths[start:start + ROWS_PER_BATCH]]
+                decoded = [decode(paths[i], embedded.read(i) if embedded and embedded.has_bytes(i) else None)
+                           for i in range(start, min(start + ROWS_PER_BATCH, len(paths)))]
                 audio = np.stack([wave for wave, _ in decoded])
                 flat = pa.array(audio.reshape(-1), type=pa.float32())
                 writer.write_batch(pa.record_batch(

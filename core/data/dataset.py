@@ -11,8 +11,9 @@ import pandas as pd
 
 from core.config import Config
 from core.data.cache import WaveformStore, open_cache
-from core.data.manifest import OPTIONAL_COLUMNS, Manifest, load_manifest
+from core.data.manifest import OPTIONAL_COLUMNS, Columns, Manifest, load_manifest
 from core.data.recorded import apply_recorded, read_recorded
+from core.data.sources import EmbeddedAudio
 from core.data.splits import TEST, TRAIN, VALID, Splits, make_presplit, make_splits
 from core.errors import ConfigError, DataError
 
@@ -55,11 +56,12 @@ def _filter_words(manifest: Manifest, words: list[str]) -> Manifest:
         return manifest
     if "word" not in manifest.table.columns:
         raise DataError(f"{manifest.source}: data.filter_words is set but the manifest has no 'word' column")
-    table = manifest.table[manifest.table["word"].astype(str).isin(words)].reset_index(drop=True)
+    keep = manifest.table["word"].astype(str).isin(words).to_numpy()
+    table = manifest.table[keep].reset_index(drop=True)
     missing = sorted(set(words) - set(table["word"].astype(str)))
     if missing:
         raise DataError(f"{manifest.source}: data.filter_words names words not in the manifest: {missing}")
-    return Manifest(source=manifest.source, table=table, target=manifest.target)
+    return manifest.subset(keep, table)
 
 
 def encode_targets(values: pd.Series, regression: bool) -> tuple[np.ndarray, list[str]]:
@@ -73,6 +75,11 @@ def encode_targets(values: pd.Series, regression: bool) -> tuple[np.ndarray, lis
 
 
 PRESPLIT_KEYS = {TRAIN: "data.train_file", VALID: "data.valid_file", TEST: "data.test_file"}
+
+
+def manifest_columns(config: Config) -> Columns:
+    d = config.data
+    return Columns(path=d.path_column, speaker=d.speaker_column, word=d.word_column, age=d.age_column)
 
 
 def presplit_files(config: Config) -> dict[int, str]:
@@ -100,7 +107,7 @@ def _load(config: Config, check_audio: bool = True) -> tuple[Manifest, np.ndarra
     if not d.manifest:
         raise DataError("no manifest given: pass --data PATH (or set data.manifest, or data.train_file)")
     manifest = load_manifest(d.manifest, d.target, d.audio_root or None, regression=regression,
-                             check_audio=check_audio)
+                             check_audio=check_audio, columns=manifest_columns(config))
     return _filter_words(manifest, d.filter_words), None
 
 
@@ -112,7 +119,7 @@ def _concatenate(files: dict[int, str], config: Config, check_audio: bool) -> tu
     """
     d = config.data
     parts = {part: load_manifest(file, d.target, d.audio_root or None, regression=config.model.head == "regressor",
-                                 check_audio=check_audio)
+                                 check_audio=check_audio, columns=manifest_columns(config))
              for part, file in sorted(files.items())}
     train = parts[TRAIN]
     columns = {part: set(OPTIONAL_COLUMNS) & set(m.table.columns) for part, m in parts.items()}
@@ -123,7 +130,9 @@ def _concatenate(files: dict[int, str], config: Config, check_audio: bool) -> tu
     _check_disjoint(parts)
     table = pd.concat([m.table for m in parts.values()], ignore_index=True)
     origin = np.concatenate([np.full(len(m), part) for part, m in parts.items()])
-    merged = _filter_words(Manifest(source=train.source, table=table, target=d.target), d.filter_words)
+    embedded = EmbeddedAudio.concatenate([(m.embedded, len(m)) for m in parts.values()])
+    merged = _filter_words(Manifest(source=train.source, table=table, target=d.target, embedded=embedded),
+                           d.filter_words)
     if d.filter_words:
         origin = origin[table["word"].astype(str).isin(d.filter_words).to_numpy()]
     for part, manifest in parts.items():
@@ -181,7 +190,8 @@ def prepare_data(config: Config, progress: Callable[[str], None] | None = None,
             warnings.warn(f"{manifest.source}: {unknown} clip(s) are not in {d.splits_file}; they are left out "
                           "(neither trained on nor tested)", UnrecordedClipsWarning, stacklevel=2)
     table = manifest.table
-    waveforms = open_cache(manifest.paths, d.sample_rate, d.max_seconds, d.cache_dir or None, progress)
+    waveforms = open_cache(manifest.paths, d.sample_rate, d.max_seconds, d.cache_dir or None, progress,
+                           manifest.embedded)
     targets, classes = encode_targets(table[d.target], regression=config.model.head == "regressor")
     word_column = table["word"].astype(str) if "word" in table.columns else pd.Series([""] * len(table))
     words = sorted(word_column.unique())

@@ -16,6 +16,10 @@ are turned into text (speaker 12 is "12"). Then each column is checked and conve
 - `speaker`, `word`: text; when the column is present, an empty cell is an error.
 
 Rows are named `row N (line L)`: the N-th data row, on line L = N + 1 of a CSV (the header is line 1).
+
+Other names for these columns are mapped with `Columns` (data.path_column, data.speaker_column, ...: `--path-column`
+etc.), for any manifest; a folder is read by core/data/sources.py (a Hugging Face `save_to_disk` dataset, whose clips
+may be bytes rather than files, or an `audiofolder`, whose path column is `file_name`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import numpy as np
 import pandas as pd
 import soundfile
 
+from core.data.sources import AUDIOFOLDER_PATH, EmbeddedAudio, FolderManifest, read_folder
 from core.errors import DataError
 
 CSV_SUFFIXES = (".csv",)
@@ -60,6 +65,7 @@ class Manifest:
     source: Path
     table: pd.DataFrame
     target: str
+    embedded: EmbeddedAudio | None = None  # clips stored as bytes in a dataset: their `path` is a key, not a file
 
     def __len__(self) -> int:
         return len(self.table)
@@ -67,6 +73,28 @@ class Manifest:
     @property
     def paths(self) -> list[str]:
         return self.table["path"].tolist()
+
+    def subset(self, keep: np.ndarray, table: pd.DataFrame) -> Manifest:
+        """These rows (a boolean mask over this manifest's rows, whose table is `table`)."""
+        embedded = self.embedded.subset(keep) if self.embedded is not None else None
+        return Manifest(source=self.source, table=table, target=self.target, embedded=embedded)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which of the manifest's columns hold each clip's path, speaker, word and age (data.*_column)."""
+
+    path: str = ""  # "": the layout's own (path; file_name in an audiofolder; the Audio column of a dataset)
+    speaker: str = "speaker"
+    word: str = "word"
+    age: str = "age"
+
+    def written(self, role: str, default_path: str = "path") -> str:
+        return (getattr(self, role) or default_path) if role == "path" else getattr(self, role)
+
+
+COLUMN_FLAGS = {"path": "--path-column / data.path_column", "speaker": "--speaker-column / data.speaker_column",
+                "word": "--word-column / data.word_column", "age": "--age-column / data.age_column"}
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -82,6 +110,12 @@ def read_table(path: Path) -> pd.DataFrame:
         try:
             table = pd.read_parquet(path)
         except Exception as error:  # the library's own message says what is wrong in the file
+            raise DataError(f"{path}: cannot read manifest ({error})") from error
+        table.columns = [str(column) for column in table.columns]
+    elif suffix == ".jsonl":  # an audiofolder's metadata.jsonl: one JSON object per clip, typed as in Parquet
+        try:
+            table = pd.read_json(path, lines=True, dtype=False)
+        except ValueError as error:
             raise DataError(f"{path}: cannot read manifest ({error})") from error
         table.columns = [str(column) for column in table.columns]
     else:
@@ -136,32 +170,73 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def load_manifest(path: str | Path, target: str = "label", audio_root: str | Path | None = None,
-                  regression: bool = False, check_audio: bool = True) -> Manifest:
-    """Read and validate a manifest; resolve `path` against `audio_root` (default: the manifest's folder).
+                  regression: bool = False, check_audio: bool = True, columns: Columns | None = None) -> Manifest:
+    """Read and validate a manifest (a CSV or Parquet file, an audiofolder or a `save_to_disk` folder); map the
+    `columns` to their roles; resolve `path` against `audio_root` (default: the manifest's folder).
 
     `check_audio=False` skips everything that opens the clips (existence, headers, samples, duplicate content)."""
+    columns = columns or Columns()
     source = Path(path).expanduser().resolve()
-    table = read_table(source)
+    embedded, default_path, root = None, "path", source.parent
+    if source.is_dir():
+        read = read_folder(source, columns.path)
+        if isinstance(read, FolderManifest):  # save_to_disk: the audio column is already `path`
+            table, embedded, root = read.table, read.embedded, source
+            columns = Columns(path="", speaker=columns.speaker, word=columns.word, age=columns.age)
+        else:  # an audiofolder: its metadata file, beside the clips
+            source, default_path = read, AUDIOFOLDER_PATH
+            table, root = read_table(source), source.parent
+    else:
+        table = read_table(source)
+    table = _map_columns(source, table.reset_index(drop=True).copy(), columns, default_path)
     _require_columns(source, table, target)
-    root = Path(audio_root).expanduser().resolve() if audio_root else source.parent
-    table = table.reset_index(drop=True).copy()
+    root = Path(audio_root).expanduser().resolve() if audio_root else root
+    names = {role: _column_name(columns, role, default_path) for role in COLUMN_FLAGS}
     for column in TEXT_COLUMNS + (() if regression else (target,)):
         if column in table.columns:
             table[column] = [_text(value) for value in table[column]]
-    table["path"] = [_resolve(source, row, value, root) for row, value in enumerate(table["path"])]
+    table["path"] = [value if embedded is not None and embedded.has_bytes(row) else
+                     _resolve(source, row, value, root, names["path"]) for row, value in enumerate(table["path"])]
     _check_listed_once(source, table["path"].tolist())
     _require_values(source, table[target], f"target {target!r}", "is empty or NaN")
     _refuse_nan_text(source, table[target], target)
     for column in OPTIONAL_COLUMNS:
         if column in table.columns:
-            _require_values(source, table[column], f"column {column!r}")
+            _require_values(source, table[column], f"column {names[column]}")
     if "age" in table.columns and (regression or target != "age"):  # a classifier's age target is a class name
-        table["age"] = [_age(source, row, value) for row, value in enumerate(table["age"])]
+        table["age"] = [_age(source, row, value, names["age"]) for row, value in enumerate(table["age"])]
     _check_target(source, table, target, regression)
     if check_audio:
-        stats = [_check_audio(source, row, file) for row, file in enumerate(table["path"])]
-        _check_distinct_files(source, table["path"].tolist(), stats)
-    return Manifest(source=source, table=table, target=target)
+        files = [row for row in range(len(table)) if embedded is None or not embedded.has_bytes(row)]
+        stats = [_check_audio(source, row, table["path"].iloc[row]) for row in files]
+        _check_distinct_files(source, [table["path"].iloc[row] for row in files], stats)
+        if embedded is not None:
+            for row in range(len(table)):
+                if embedded.has_bytes(row):
+                    _check_audio_bytes(source, row, table["path"].iloc[row], embedded.read(row))
+    return Manifest(source=source, table=table, target=target, embedded=embedded)
+
+
+def _column_name(columns: Columns, role: str, default_path: str) -> str:
+    """How messages name a role's column: as the user wrote it, with its role when mapped."""
+    written = columns.written(role, default_path)
+    return repr(role) if written == role else f"{written!r} (as {role})"
+
+
+def _map_columns(source: Path, table: pd.DataFrame, columns: Columns, default_path: str) -> pd.DataFrame:
+    """Copy each mapped column to its role's name (`path`, `speaker`, `word`, `age`), which the rest reads."""
+    present = ", ".join(map(str, table.columns))
+    for role, flag in COLUMN_FLAGS.items():
+        written = columns.written(role, default_path)
+        if written == role:
+            continue
+        if written not in table.columns:
+            if role == "path" and not columns.path:
+                raise DataError(f"{source}: missing required column {written!r} (an audiofolder's metadata names "
+                                f"each clip in {written}; or name the path column with {flag}; columns: {present})")
+            raise DataError(f"{source}: {flag} {written!r}: no such column (columns: {present})")
+        table[role] = table[written]
+    return table
 
 
 def _line(row: int) -> str:
@@ -171,7 +246,8 @@ def _line(row: int) -> str:
 
 def _require_columns(source: Path, table: pd.DataFrame, target: str) -> None:
     if "path" not in table.columns:
-        raise DataError(f"{source}: missing required column 'path' (columns: {', '.join(map(str, table.columns))})")
+        raise DataError(f"{source}: missing required column 'path' (columns: {', '.join(map(str, table.columns))}); "
+                        "name another with --path-column / data.path_column")
     if target not in table.columns:
         raise DataError(f"{source}: target column {target!r} not found (columns: "
                         f"{', '.join(map(str, table.columns))}); pick one with --target / data.target")
@@ -210,9 +286,9 @@ def _refuse_nan_text(source: Path, values: pd.Series, target: str) -> None:
                         f"as pandas writes a missing value; {len(rows)} such row(s))")
 
 
-def _resolve(source: Path, row: int, value: str, root: Path) -> str:
+def _resolve(source: Path, row: int, value: str, root: Path, column: str = "'path'") -> str:
     if not value.strip():
-        raise DataError(f"{source}: row {_line(row)}: column 'path' is empty")
+        raise DataError(f"{source}: row {_line(row)}: column {column} is empty")
     file = Path(value)
     # normpath: `clips/a.wav`, `./clips/a.wav` and `clips/x/../a.wav` are one clip, so they compare equal here and
     # in the cache key and pre-split overlap checks.
@@ -248,9 +324,9 @@ def _not_number(value: object) -> str:
     return "is not a finite number"
 
 
-def _age(source: Path, row: int, value: object) -> float:
+def _age(source: Path, row: int, value: object, column: str = "'age'") -> float:
     """Years: a number, or the clinical `Y;M` (years;months, months 0..11)."""
-    where = f"{source}: row {_line(row)}: column 'age'={value!r}"
+    where = f"{source}: row {_line(row)}: column {column}={value!r}"
     clinical = CLINICAL_AGE.fullmatch(value) if isinstance(value, str) else None
     if clinical:
         years, months = int(clinical.group(1)), int(clinical.group(2))
@@ -308,6 +384,17 @@ def _check_audio(source: Path, row: int, file: str) -> os.stat_result:
     if info.subtype in FLOAT_SUBTYPES and not _all_finite(file):
         raise DataError(f"{where} contains NaN or infinite samples")
     return os.stat(file)
+
+
+def _check_audio_bytes(source: Path, row: int, key: str, data: bytes) -> None:
+    """A clip stored as bytes: readable by the decoder, not empty (NaN samples are refused when it is decoded)."""
+    where = f"{source}: row {_line(row)}: audio {key}"
+    try:
+        info = soundfile.info(io.BytesIO(data))
+    except Exception as error:
+        raise DataError(f"{where} is unreadable ({error})") from error
+    if info.frames == 0:
+        raise DataError(f"{where} is empty (0 samples)")
 
 
 def _all_finite(file: str) -> bool:
