@@ -144,16 +144,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     name = "eval_report.json" if args.eval_only else "report.json"
     write_json(out / name, report)
+    page = ""
     if saved is None:
         save_model_folder(out, loaded.model, loaded.featurizer, config, loaded.stats,
                           model_card(config, data, loaded.stats, report, evidence))
-    metrics = report["metrics"]
-    print("test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({report['test_clips']} clips)")
-    print(f"wrote {out / name}" + ("" if args.eval_only else f" and the model folder {out} (tune.predict --model)"))
-    if saved is None:  # the figures of the test report, and the run's page with them
+        # the figures of the test report, and the run's page with them
         write_final_plots(out / PLOTS, report, data_for_model(loaded, data).targets[data.splits.test], outputs,
                           config.data.target)
-        print(f"wrote {out / PLOTS}/ and {write_final_report(config_path, out)}")
+        page = f"; figures in {out / PLOTS}/, the page {write_final_report(config_path, out)}"
+    metrics = report["metrics"]
+    print("test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({report['test_clips']} clips)")
+    print(f"wrote {out / name}" + ("" if args.eval_only else f" and the model folder {out} (tune.predict --model)")
+          + page)
     return report
 
 
