@@ -113,7 +113,10 @@ def _text(value: Any) -> str:
 
 
 def _number(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else _text("" if value is None else value)
+    """Scores to 4 decimals; small or large numbers (a learning rate) to 4 significant digits."""
+    if isinstance(value, float):
+        return f"{value:.4f}" if value == 0 or 0.01 <= abs(value) < 1e4 else f"{value:.4g}"
+    return _text("" if value is None else value)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
