@@ -44,6 +44,8 @@ def roc_figure(is_positive: np.ndarray, positive_probability: np.ndarray, positi
     axes = figure.subplots()
     RocCurveDisplay.from_predictions(is_positive, positive_probability, ax=axes, name=f"positive: {positive}",
                                      plot_chance_level=True)
+    axes.set_xlabel("false positive rate (1 - specificity)")
+    axes.set_ylabel(f"true positive rate (sensitivity to {positive})")
     axes.set_title("test set: ROC curve")
     return figure
 
