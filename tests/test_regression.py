@@ -181,6 +181,10 @@ def test_final_cli_trains_reports_and_reloads_a_regressor(tmp_path: Path,
     report = json.loads((out / "report.json").read_text())
     assert set(report["metrics"]) == {"mae", "rmse", "pearson"} and "confusion_matrix" not in report
     assert set(report["per_word"]) == {"rabbit", "sun", "cat"}
+    assert sorted(path.name for path in (out / "plots").iterdir()) == ["mae_per_age_band.png", "mae_per_word.png",
+                                                                  "predicted_vs_true.png"]
+    page = (out / "report.html").read_text()  # a config outside a run folder: the model folder's own page
+    assert "Final model: held-out test set" in page and f"{report['metrics']['mae']:.4f}" in page
     evaluated = final("--eval-only", "--checkpoint", str(out))
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads((out / "eval_report.json").read_text())["metrics"] == report["metrics"]

@@ -99,6 +99,43 @@ def test_export_is_the_winner_and_its_validated_recipe(search: tuple[Path, subpr
     assert export["search"]["num_samples"] == 3 and export["search"]["space"] == "whisper_balancing"
 
 
+SEARCH_PLOTS = ["optimisation_history.png", "learning_curves.png", "slice.png", "param_importances.png"]
+FINAL_PLOTS = ["confusion_matrix.png", "roc_curve.png", "uar_per_word.png", "uar_per_age_band.png"]
+
+
+def sampling_order(folder: Path) -> dict[str, int]:
+    """{trial id: number} read from Tune's saved trial list (experiment tags start with Tune's counter: `2_...`),
+    independently of tune/plots.py."""
+    state = json.loads(sorted(folder.glob("experiment_state-*.json"))[-1].read_text())
+    trials = [json.loads(entry[0]) for entry in state["trial_data"]]
+    return {trial["trial_id"]: int(trial["experiment_tag"].split("_", 1)[0]) for trial in trials}
+
+
+def test_search_plots_show_the_leaderboard_and_the_report_holds_them(
+        search: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    from test_plots import assert_png
+
+    from core.plots import png_bytes
+    from tune.plots import history_figure, history_table
+
+    folder, _ = search
+    for name in SEARCH_PLOTS:
+        assert_png((folder / "plots" / name).read_bytes())
+    assert json.loads((folder / "plots" / "skipped.json").read_text()) == {}
+    table = pd.read_csv(folder / "leaderboard.csv", dtype={"trial_id": str})
+    order = sampling_order(folder)
+    assert sorted(order.values()) == [1, 2, 3] and set(order) == set(table["trial_id"])
+    history = history_table(table, order, "uar", "max")
+    sampled = sorted(order, key=order.get)
+    assert history["trial_id"].tolist() == sampled
+    assert history["score"].tolist() == table.set_index("trial_id").loc[sampled, "uar_score"].tolist()
+    assert history["best_so_far"].tolist() == np.maximum.accumulate(history["score"]).tolist()
+    # the written figure is exactly this one: the leaderboard's scores in Tune's sampling order
+    assert png_bytes(history_figure(history, "uar")) == (folder / "plots" / "optimisation_history.png").read_bytes()
+    page = (folder / "report.html").read_text()
+    assert table["trial_id"][0] in page and page.count("data:image/png;base64,") >= len(SEARCH_PLOTS)
+
+
 @pytest.fixture(scope="module")
 def final(search: tuple[Path, subprocess.CompletedProcess[str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tune.final's output folder for the search's best_config.json."""
@@ -132,6 +169,21 @@ def test_final_training_writes_test_report(search: tuple[Path, subprocess.Comple
                         "--eval-only", "--checkpoint", str(final))
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert json.loads((final / "eval_report.json").read_text())["metrics"] == report["metrics"]
+
+
+def test_final_plots_and_the_run_report_with_the_final_model(
+        search: tuple[Path, subprocess.CompletedProcess[str]], final: Path) -> None:
+    from test_plots import assert_png
+
+    folder, _ = search
+    for name in FINAL_PLOTS:
+        assert_png((final / "plots" / name).read_bytes())
+    report = json.loads((final / "report.json").read_text())
+    page = (folder / "report.html").read_text()  # tune.final refreshed the run's page with its model folder
+    assert "Final model: held-out test set" in page and str(final) in page
+    assert f"{report['metrics']['uar']:.4f}" in page
+    assert page.count("data:image/png;base64,") == len(SEARCH_PLOTS) + len(FINAL_PLOTS)
+    assert pd.read_csv(folder / "leaderboard.csv", dtype={"trial_id": str})["trial_id"][0] in page
 
 
 def test_one_score_from_the_search_to_the_final_report(search: tuple[Path, subprocess.CompletedProcess[str]],

@@ -39,6 +39,8 @@ from tune.export import build_export, out_of_fold
 from tune.interrupt import Interruption
 from tune.leaderboard import build_leaderboard, format_leaderboard, to_csv_bytes, to_parquet_bytes
 from tune.pinning import PinnedSpace
+from tune.plots import write_search_plots
+from tune.report import write_run_report
 from tune.resources import check_device, check_fits, resolve_gpus, trial_resources
 from tune.search import build_tuner, objective, restore_tuner
 from tune.storage import RunStore
@@ -334,6 +336,9 @@ def finish(settings: RunSettings, space: SearchSpace, store: RunStore, grid: Res
         return 1
     written.append(store.write_bytes("best_config.json", (json.dumps(export, indent=2) + "\n").encode()))
     written.extend(write_out_of_fold(store, grid, export, data))
+    written.extend(write_search_plots(store, table, grid, settings.space, metric, mode, settings.pinned,
+                                      settings.demo))
+    written.append(write_run_report(store))
     score = export["validated"]
     print(f"\nbest: trial {export['trial_id']}  {metric} {score['score']:.4f} ± {score['std']:.4f} at epoch "
           f"{score['epoch']} of {score['horizon']}  folds " + " ".join(f"{v:.3f}" for v in score["folds"])

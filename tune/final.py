@@ -30,13 +30,16 @@ from core.errors import UserError
 from core.model_folder import (
     FILES,
     LoadedModel,
+    data_for_model,
     decoding_settings,
     evaluate_model,
     read_model_folder,
     save_model_folder,
 )
+from core.plots import PLOTS, write_final_plots
 from core.statistics import FoldStatistics
 from core.train import resolve_device, train_fold
+from tune.report import REPORT, write_final_report
 
 
 def build_parser() -> ArgumentParser:
@@ -68,9 +71,15 @@ def test_report(config: Config, data: AudioData, model: torch.nn.Module | Loaded
                 featurizer: torch.nn.Module | None = None) -> dict:
     """The clinical report (core/report.py) of the held-out test set."""
     loaded = model if isinstance(model, LoadedModel) else trained_model(config, data, model, featurizer)
+    return test_evaluation(config, data, loaded)[0]
+
+
+def test_evaluation(config: Config, data: AudioData, loaded: LoadedModel) -> tuple[dict, np.ndarray]:
+    """(the clinical report of the held-out test set, the model's outputs on it, for the figures)."""
     rows = data.splits.test
-    report = evaluate_model(loaded, data, rows, report=config).report
-    return {**report, "test_clips": int(len(rows)), "train_clips": int(len(data.splits.development))}
+    evaluation = evaluate_model(loaded, data, rows, report=config)
+    report = {**evaluation.report, "test_clips": int(len(rows)), "train_clips": int(len(data.splits.development))}
+    return report, evaluation.outputs
 
 
 def search_score(config_path: Path) -> dict[str, Any]:
@@ -126,7 +135,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError("--eval-only needs --checkpoint MODEL_FOLDER" if args.eval_only else
                         "--checkpoint is only read with --eval-only")
     saved = read_model_folder(args.checkpoint, "--checkpoint") if args.eval_only else None
-    written = ["eval_report.json"] if args.eval_only else ["report.json", *FILES]
+    written = ["eval_report.json"] if args.eval_only else ["report.json", *FILES, PLOTS, REPORT]
     check_output_folder(out, "--out", written, args.overwrite)
     data = prepare_data(config, progress=print, allow_changed_data=args.allow_changed_data)
     check_run(config, data, [data.splits.development])  # what final training trains on
@@ -136,7 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         model, featurizer = train_final(config, data)
         loaded = trained_model(config, data, model, featurizer)
-        report = test_report(config, data, loaded)
+        report, outputs = test_evaluation(config, data, loaded)
     evidence = search_score(config_path)
     if "validated" in evidence:  # the search's cross-validated score, beside the test score
         report["cv_score"] = evidence["validated"]
@@ -144,12 +153,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     name = "eval_report.json" if args.eval_only else "report.json"
     write_json(out / name, report)
+    page = ""
     if saved is None:
         save_model_folder(out, loaded.model, loaded.featurizer, config, loaded.stats,
                           model_card(config, data, loaded.stats, report, evidence))
+        # the figures of the test report, and the run's page with them
+        write_final_plots(out / PLOTS, report, data_for_model(loaded, data).targets[data.splits.test], outputs,
+                          config.data.target)
+        page = f"; figures in {out / PLOTS}/, the page {write_final_report(config_path, out)}"
     metrics = report["metrics"]
     print("test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({report['test_clips']} clips)")
-    print(f"wrote {out / name}" + ("" if args.eval_only else f" and the model folder {out} (tune.predict --model)"))
+    print(f"wrote {out / name}" + ("" if args.eval_only else f" and the model folder {out} (tune.predict --model)")
+          + page)
     return report
 
 

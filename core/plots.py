@@ -1,0 +1,133 @@
+"""Figures of a final model's test report, as PNG bytes: the confusion matrix, the ROC curve of the positive class,
+and per-word / per-age-band UAR with the report's speaker-bootstrap 95 % intervals (core/report.py computes them;
+they are drawn here, not recomputed). A regressor gets predicted-vs-true and per-group MAE instead.
+
+Figures are made with `matplotlib.figure.Figure` (no pyplot): no display, no global figure state, headless.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+DPI = 100
+PLOTS = "plots"  # the figures' folder in a run folder and in a model folder
+
+
+def png_bytes(figure: Figure) -> bytes:
+    """The figure as PNG (Agg, whatever the session's backend)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def confusion_figure(matrix: list[list[int]], classes: list[str]) -> Figure:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    figure = Figure(figsize=(1.6 + 1.1 * len(classes), 1.2 + 1.0 * len(classes)))
+    axes = figure.subplots()
+    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=classes).plot(ax=axes, colorbar=False,
+                                                                            cmap="Blues", values_format="d")
+    axes.set_title("test set: confusion matrix (rows: true)")
+    return figure
+
+
+def roc_figure(is_positive: np.ndarray, positive_probability: np.ndarray, positive: str) -> Figure:
+    from sklearn.metrics import RocCurveDisplay
+
+    figure = Figure(figsize=(4.5, 4.2))
+    axes = figure.subplots()
+    RocCurveDisplay.from_predictions(is_positive, positive_probability, ax=axes, name=f"positive: {positive}",
+                                     plot_chance_level=True)
+    axes.set_xlabel("false positive rate (1 - specificity)")
+    axes.set_ylabel(f"true positive rate (sensitivity to {positive})")
+    axes.set_title("test set: ROC curve")
+    return figure
+
+
+def group_figure(table: dict[str, dict[str, Any]], group: str, value: str, overall: float | None) -> Figure:
+    """One horizontal bar per group (`value` of each entry), with its 95 % interval when the entry has one, and
+    the clip count beside it; `overall` as a dashed line."""
+    names = list(table)
+    values = np.array([_number(table[name].get(value)) for name in names])
+    low = np.array([_number(table[name].get("ci_low")) for name in names])
+    high = np.array([_number(table[name].get("ci_high")) for name in names])
+    figure = Figure(figsize=(6.0, 1.2 + 0.32 * len(names)))
+    axes = figure.subplots()
+    positions = np.arange(len(names))
+    axes.barh(positions, np.nan_to_num(values), color="tab:blue", alpha=0.7)
+    has_interval = np.isfinite(low) & np.isfinite(high) & np.isfinite(values)
+    if has_interval.any():
+        errors = np.stack([values - low, high - values])[:, has_interval]
+        axes.errorbar(values[has_interval], positions[has_interval], xerr=np.clip(errors, 0, None), fmt="none",
+                      ecolor="black", capsize=3, label="95 % interval (speaker bootstrap)")
+    for position, name in zip(positions, names, strict=True):
+        axes.annotate(f" {table[name].get('clips', '')} clips", (0, position), va="center", fontsize=7)
+    if overall is not None and math.isfinite(overall):
+        axes.axvline(overall, color="tab:red", linestyle="--", label=f"all clips {overall:.3f}")
+    axes.set_yticks(positions, names)
+    axes.invert_yaxis()
+    axes.set_xlabel(value)
+    if value == "uar":
+        axes.set_xlim(0, 1)
+    axes.set_title(f"test set: {value} per {group.replace('_', ' ')}")
+    axes.legend(loc="lower right", fontsize=7)
+    return figure
+
+
+def scatter_figure(targets: np.ndarray, predictions: np.ndarray, target: str) -> Figure:
+    figure = Figure(figsize=(4.5, 4.5))
+    axes = figure.subplots()
+    axes.scatter(targets, predictions, s=12, alpha=0.6)
+    low, high = float(min(targets.min(), predictions.min())), float(max(targets.max(), predictions.max()))
+    axes.plot([low, high], [low, high], color="gray", linestyle="--", label="predicted = true")
+    axes.set_xlabel(f"true {target}")
+    axes.set_ylabel(f"predicted {target}")
+    axes.set_title("test set: predicted vs true")
+    axes.legend(loc="upper left", fontsize=7)
+    return figure
+
+
+def final_plots(report: dict[str, Any], targets: np.ndarray, outputs: np.ndarray, target: str = "label"
+                ) -> dict[str, bytes]:
+    """{file name: PNG} for a test report (core/report.py) and the predictions it was computed from: `targets`
+    (class ids in the report's class order, or values) and `outputs` (probabilities [n, classes], or values
+    [n, 1])."""
+    plots: dict[str, bytes] = {}
+    if "classes" in report:  # a classifier
+        classes = report["classes"]
+        plots["confusion_matrix.png"] = png_bytes(confusion_figure(report["confusion_matrix"], classes))
+        positive = classes.index(report["positive_class"])
+        is_positive = targets == positive
+        if is_positive.any() and (~is_positive).any():  # a curve needs both classes in the test set
+            plots["roc_curve.png"] = png_bytes(roc_figure(is_positive, outputs[:, positive], classes[positive]))
+        value = "uar"
+    else:
+        plots["predicted_vs_true.png"] = png_bytes(scatter_figure(targets, outputs[:, 0], target))
+        value = "mae"
+    overall = report["metrics"].get(value)
+    for group in ("word", "age_band"):
+        if report.get(f"per_{group}"):
+            plots[f"{value}_per_{group}.png"] = png_bytes(group_figure(report[f"per_{group}"], group, value,
+                                                                       overall))
+    return plots
+
+
+def write_final_plots(folder: Path, report: dict[str, Any], targets: np.ndarray, outputs: np.ndarray,
+                      target: str = "label") -> list[Path]:
+    """`final_plots` written into `folder` (tune.final: plots/ of the model folder)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, data in final_plots(report, targets, outputs, target).items():
+        (folder / name).write_bytes(data)
+        written.append(folder / name)
+    return written
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and value is not None else math.nan
