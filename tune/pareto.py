@@ -49,7 +49,7 @@ def mark_pareto(table: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> p
     """The leaderboard with a `pareto` column (True for front trials) when the search has several objectives."""
     if len(objectives) < 2 or table.empty:
         return table
-    values = table[[key for key, _ in objectives]].to_numpy(dtype=np.float64)  # leaderboard columns = result keys
+    values = np.array(table[[key for key, _ in objectives]], dtype=np.float64)  # a copy: columns = result keys
     values[(table["status"] == ERROR).to_numpy()] = np.nan
     return table.assign(pareto=non_dominated(values, [mode for _, mode in objectives]))
 
