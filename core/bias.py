@@ -80,11 +80,14 @@ def speaker_metrics(targets: np.ndarray, predictions: np.ndarray, speakers: np.n
 
 def bias_metrics(targets: np.ndarray, probabilities: np.ndarray, ages: np.ndarray, speakers: np.ndarray | None,
                  edges: list[float], min_clips: int) -> dict[str, float]:
-    """The age-band metrics when any clip has an age, the speaker metrics when the rows have speakers."""
+    """The age-band metrics when any clip has an age, the speaker metrics when the rows have speakers. A metric these
+    rows cannot give (the gap with fewer than two bands scored, any UAR with no band or speaker scored) is left out
+    rather than NaN, so JSON records stay comparable; the fold mean and score then leave the fold out (NaN when no
+    fold has it, and a search objective NaN everywhere fails the trial). The counts are always there."""
     predictions = probabilities.argmax(axis=1)
     metrics: dict[str, float] = {}
     if np.isfinite(ages).any():
         metrics.update(age_band_metrics(targets, predictions, ages, edges, min_clips))
     if speakers is not None:
         metrics.update(speaker_metrics(targets, predictions, speakers, min_clips))
-    return metrics
+    return {name: value for name, value in metrics.items() if math.isfinite(value)}

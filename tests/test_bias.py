@@ -71,6 +71,9 @@ def test_bias_metrics_need_the_columns() -> None:
     targets = np.array([0, 1] * 5)
     assert bias_metrics(targets, probabilities, np.full(10, np.nan), None, [], 1) == {}
     assert "uar_speaker_p10" in bias_metrics(targets, probabilities, np.full(10, np.nan), np.array(["a"] * 10), [], 1)
+    # one band scored: no gap (left out, not NaN), the counts say why
+    one = bias_metrics(targets, probabilities, np.full(10, 4.2), None, [], 1)
+    assert one == {"uar_age_band_4_5": 1.0, "uar_age_worst": 1.0, "uar_age_bands": 1.0, "uar_age_bands_left_out": 0.0}
 
 
 def test_registered_with_their_direction() -> None:
