@@ -50,7 +50,8 @@ class DataConfig:
     cache_dir: str = ""  # decode cache; default: $AUDIOTUNE_CACHE or ~/.cache/audiotune
     splits_file: str = ""  # a search's splits.json: reuse its test set and folds (clips by path) instead of drawing
     positive_class: str = ""  # the screen-positive class for sensitivity/specificity; default: a class `abnormal`
-    age_bands: list[str] = field(default_factory=list)  # report: age band edges in years, e.g. 3,5,7 (empty: yearly)
+    age_bands: list[str] = field(default_factory=list)  # age band edges in years, e.g. 3,5,7 (empty: yearly)
+    bias_min_clips: int = 5  # bias metrics: clips of each class an age band needs (a speaker: clips) to be scored
 
 
 @dataclass
@@ -354,6 +355,7 @@ def _data_rules(c: Config) -> None:
     edges = [float(edge) for edge in d.age_bands]
     require(all(edge >= 0 for edge in edges), "data.age_bands", "must be ages in years (>= 0)", c)
     require(len(set(edges)) == len(edges), "data.age_bands", "must not repeat an edge", c)
+    _within(c, "data.bias_min_clips", 1, 100000)
     require(all(word.strip() for word in d.filter_words), "data.filter_words", "must not hold an empty word", c)
 
 

@@ -22,6 +22,9 @@ for _name in ("uar", "f1", "accuracy", "auroc"):
     METRICS.register(_name)(MetricSpec("max", CLASSIFICATION))
 for _name, _mode in (("mae", "min"), ("rmse", "min"), ("pearson", "max")):
     METRICS.register(_name)(MetricSpec(_mode, REGRESSION))
+# Bias metrics (core/bias.py), classification only: searchable as objectives (--objective uar,uar_age_gap).
+for _name, _mode in (("uar_age_gap", "min"), ("uar_age_worst", "max"), ("uar_speaker_p10", "max")):
+    METRICS.register(_name)(MetricSpec(_mode, CLASSIFICATION))
 
 
 def classification_metrics(targets: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:

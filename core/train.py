@@ -194,7 +194,7 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
             outputs = predict(model, featurizer, data, fold.valid, device, t.eval_batch_size)
             if not np.isfinite(outputs).all():  # weights blew up although the last batch's loss was finite
                 raise NonFiniteLossError(f"fold {fold.index} epoch {epoch}: validation outputs are not finite")
-            metrics = score(data, fold.valid, outputs)
+            metrics = score(data, fold.valid, outputs, config.data)
         progress.epoch = epoch
         value = metrics.get(t.metric, math.nan)
         if schedule.per_epoch and metrics:  # e.g. reduce-on-plateau: once per epoch, on the validation metric

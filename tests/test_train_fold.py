@@ -49,7 +49,8 @@ def test_learns_the_toy_set(toy_data: AudioData, toy_config_factory: ConfigFacto
     losses = [r.train_loss for r in results]
     assert all(math.isfinite(v) for v in losses)
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
-    assert set(results[-1].metrics) == {"uar", "f1", "accuracy", "auroc"}
+    # the classification metrics, and the bias metrics (core/bias.py) the toy folds allow: counts at least
+    assert set(results[-1].metrics) >= {"uar", "f1", "accuracy", "auroc", "uar_age_bands", "uar_speakers"}
     assert results[-1].metrics["uar"] >= 0.75, [r.metrics["uar"] for r in results]  # chance is 0.5
     assert results[-1].metrics["auroc"] >= 0.75
 

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from core.scoring import CrossValidatedScore, finite_mean, sample_std
+from core.scoring import CrossValidatedScore, finite_mean, fold_matrix, sample_std
 
 
 class FoldResult(Protocol):
@@ -41,6 +41,34 @@ def score_row(metric: str, folds: Sequence[int], score: CrossValidatedScore) -> 
     row = {f"{metric}_score": score.score, "score_epoch": float(score.epoch), f"{metric}_score_std": score.std}
     row.update({f"{metric}_score_fold{fold}": value for fold, value in zip(folds, score.folds, strict=True)})
     return row
+
+
+def scores_at(histories: dict[int, list[dict[str, float]]], epoch: int, skip: str) -> dict[str, float]:
+    """Every validation metric but `skip` (the one whose curve chose e*) read as a score at the same epoch e* (1-based;
+    0: none yet, NaN): `{name}_score` (the fold mean there), `{name}_score_std` and `{name}_score_fold{i}`.
+    `histories[i][e - 1]` holds fold i's metrics after epoch e; a fold that stopped early keeps its last values. A
+    multi-objective search tells Optuna these for its other objectives, so all of a trial's values come from one
+    epoch, the one its first objective selected (core/scoring.py)."""
+    folds = sorted(histories)
+    names = sorted({name for i in folds for metrics in histories[i] for name in metrics} - {skip})
+    row: dict[str, float] = {}
+    for name in names:
+        matrix = fold_matrix([[metrics.get(name, math.nan) for metrics in histories[i]] for i in folds])
+        values = matrix[:, epoch - 1] if 0 < epoch <= matrix.shape[1] else np.full(len(folds), math.nan)
+        row[f"{name}_score"] = finite_mean(values)
+        row[f"{name}_score_std"] = sample_std(values)
+        row.update({f"{name}_score_fold{i}": float(value) for i, value in zip(folds, values, strict=True)})
+    return row
+
+
+BIAS_PREFIXES = ("uar_age", "uar_speaker")  # the keys of core/bias.py
+
+
+def bias_scores(row: dict[str, float]) -> dict[str, float]:
+    """A trial's bias metrics at e* (`uar_age_gap_score`, `uar_age_band_3_4_score`, `uar_speaker_p10_score`, the
+    band and speaker counts ...) from its last result: leaderboard columns and the study's user attributes."""
+    return {key: float(value) for key, value in sorted(row.items())
+            if key.startswith(BIAS_PREFIXES) and key.endswith("_score")}
 
 
 def _value(result: FoldResult, name: str) -> float:

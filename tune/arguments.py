@@ -12,10 +12,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.checks import check_config
+from core.checks import check_config, head_task
 from core.command_line import ArgumentParser
 from core.config import Config, parse_assignment
 from core.errors import ConfigError, UserError
+from core.metrics import METRICS
+from core.registry import REGRESSION
 from search_spaces import DEMO_OVERRIDES, SearchSpace
 from tune.resources import default_resources
 from tune.trackers import TRACKERS, check_trackers, mlflow_uri, parse_trackers
@@ -56,6 +58,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--storage", default="./runs",
                    help="results folder or URI (s3://, gs://, file://) (default: ./runs)")
     p.add_argument("--name", help="experiment name (default: SPACE-YYYYmmdd-HHMMSS; --demo: demo)")
+    p.add_argument("--objective",
+                   help="metric(s) to optimise, comma-separated, each in its own direction (e.g. uar,uar_age_gap: "
+                        "maximise UAR, minimise the age-band gap); two or more give a multi-objective search that "
+                        "writes the Pareto front (pareto.csv, pareto.png, pareto/TRIAL.json) and does not prune. "
+                        "The first is train.metric and selects each trial's epoch (default: train.metric)")
     p.add_argument("--seed", type=int, default=0, help="seeds the splits, the training and the sampler (default: 0)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, repeatable, e.g. --set optim.lr=3e-4 --set model.pretrained=none")
@@ -97,6 +104,7 @@ class RunSettings:
     pinned: dict[str, Any] = field(default_factory=dict)  # --set values of keys the space would search
     log_to: str = ""  # --log-to: experiment trackers, comma-separated (tune/trackers.py)
     mlflow_uri: str = ""  # --mlflow-uri ("" = mlflow.db in the run folder)
+    objectives: list[str] = field(default_factory=list)  # --objective metrics (empty: train.metric alone)
 
     @property
     def trackers(self) -> list[str]:
@@ -147,6 +155,8 @@ def _is_a(value: Any, kind: Any) -> bool:
         return value is None
     if typing.get_origin(kind) is dict:
         return isinstance(value, dict)
+    if typing.get_origin(kind) is list:
+        return isinstance(value, list) and all(_is_a(item, typing.get_args(kind)[0]) for item in value)
     if kind is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is int:
@@ -158,6 +168,8 @@ def _kind_name(kind: Any) -> str:
     if isinstance(kind, types.UnionType):
         return " or ".join(_kind_name(part) for part in typing.get_args(kind))
     names = {str: "text", int: "an integer", float: "a number", bool: "true/false", type(None): "null"}
+    if typing.get_origin(kind) is list:
+        return f"a list of {_kind_name(typing.get_args(kind)[0])}"
     return names.get(kind, "an object")
 
 
@@ -193,8 +205,12 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
              "train.seed": args.seed}
     overrides.update({key: value for key, value in flags.items() if value is not None})
     assignments = dict(parse_assignment(text) for text in args.overrides)
+    names = objective_names(args.objective, assignments)
+    if names:
+        overrides["train.metric"] = names[0]
     overrides.update(assignments)
     config = check_config(Config().with_overrides(overrides))
+    check_objectives(names, config)
     if config.data.k_fold < 2:
         raise UserError(f"data.k_fold={config.data.k_fold}: a search cross-validates, use k >= 2")
     budget = DEMO_BUDGET if args.demo else {}
@@ -208,5 +224,35 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent or budget.get("max_concurrent"),
         grace_period=args.grace_period, seed=args.seed, demo=args.demo,
         created=datetime.datetime.now().isoformat(timespec="seconds"), fold_parallel=args.fold_parallel,
-        pinned={key: config.get(key) for key in assignments}, log_to=",".join(trackers),
-        mlflow_uri=args.mlflow_uri or "")
+        pinned={key: config.get(key) for key in assignments}, objectives=names if len(names) > 1 else [],
+        log_to=",".join(trackers), mlflow_uri=args.mlflow_uri or "")
+
+
+def objective_names(text: str | None, assignments: dict[str, Any]) -> list[str]:
+    """The metrics of --objective, in order; the first must agree with a --set train.metric."""
+    if text is None:
+        return []
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise UserError(f"--objective {text!r}: empty metric name (give metrics separated by commas, e.g. "
+                        "uar,uar_age_gap)")
+    if len(set(names)) < len(names):
+        raise UserError(f"--objective {text!r}: a metric is named twice")
+    for name in names:
+        if name not in METRICS:
+            raise UserError(f"--objective: unknown metric {name!r}; choose from {', '.join(METRICS.names())}")
+    given = assignments.get("train.metric")
+    if given is not None and given != names[0]:
+        raise UserError(f"--objective {text}: its first metric is train.metric, but --set train.metric={given}")
+    return names
+
+
+def check_objectives(names: list[str], config: Config) -> None:
+    """Every objective must score the head's task: a regressor has no UAR, so no bias metrics either."""
+    task = head_task(config)
+    wrong = [name for name in names if METRICS.get(name).task != task]
+    if wrong:
+        fitting = ", ".join(name for name in METRICS if METRICS.get(name).task == task)
+        bias = " (a regression target has no per-age-band or per-speaker UAR)" if task == REGRESSION else ""
+        raise UserError(f"--objective {','.join(wrong)}: model.head={config.model.head!r} is scored by {task} "
+                        f"metrics{bias}; choose from {fitting}")

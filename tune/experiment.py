@@ -38,11 +38,12 @@ from tune.cluster import check_reachable, cluster_gpus, cluster_nodes, local_gpu
 from tune.export import build_export, out_of_fold
 from tune.interrupt import Interruption
 from tune.leaderboard import build_leaderboard, format_leaderboard, to_csv_bytes, to_parquet_bytes
+from tune.pareto import describe_front, mark_pareto, write_pareto
 from tune.pinning import PinnedSpace
 from tune.plots import write_search_plots
 from tune.report import write_run_report
 from tune.resources import check_device, check_fits, resolve_gpus, trial_resources
-from tune.search import build_tuner, objective, restore_tuner
+from tune.search import build_tuner, check_objective_data, objective, objectives, restore_tuner
 from tune.storage import RunStore
 from tune.storage_full import StorageFull, hide_storage_full_logs, out_of_space
 from tune.study import STUDY_FILE
@@ -128,6 +129,7 @@ def check_data(settings: RunSettings, allow_changed_data: bool = False) -> Audio
     data = prepare_data(settings.config, progress=print, allow_changed_data=allow_changed_data)
     print(describe_data(data), flush=True)
     check_run(settings.config, data)
+    check_objective_data(settings, data)
     preflight_model(settings, data)
     return data
 
@@ -315,10 +317,12 @@ def finish(settings: RunSettings, space: SearchSpace, store: RunStore, grid: Res
            data: AudioData) -> int:
     metric = settings.config.train.metric
     _, mode = objective(settings)
-    table = build_leaderboard(grid, metric, mode, settings.config.train.epochs)
+    others = settings.objectives[1:]  # further objectives: leaderboard columns, a Pareto front (tune/pareto.py)
+    table = mark_pareto(build_leaderboard(grid, metric, mode, settings.config.train.epochs, others),
+                        objectives(settings))
     print(f"\nleaderboard (score: fold-mean valid {metric} at the epoch {settings.config.train.select} picks, "
           "± sample std of the folds there):")
-    print(format_leaderboard(table, metric))
+    print(format_leaderboard(table, metric, others=others))
     written = [store.write_bytes("leaderboard.csv", to_csv_bytes(table)),
                store.write_bytes("leaderboard.parquet", to_parquet_bytes(table))]
     if store.exists(STUDY_FILE):  # written trial by trial during the search (tune/study.py)
@@ -330,11 +334,14 @@ def finish(settings: RunSettings, space: SearchSpace, store: RunStore, grid: Res
                 "trials": len(table), "seed": settings.seed, "storage": store.location,
                 "created": settings.created, "seconds": round(time.time() - started, 1),
                 "torch": torch.__version__}
-    export = build_export(table, grid, settings.base, metric, metadata)
+    export = build_export(table, grid, settings.base, metric, metadata, others)
     if export is None:
         print("error: every trial failed; see the leaderboard's error column", file=sys.stderr)
         return 1
     written.append(store.write_bytes("best_config.json", (json.dumps(export, indent=2) + "\n").encode()))
+    written.extend(write_pareto(store, table, grid, settings.base, objectives(settings), metadata))
+    if "pareto" in table.columns:
+        print(describe_front(table, objectives(settings)))
     written.extend(write_out_of_fold(store, grid, export, data))
     written.extend(write_search_plots(store, table, grid, settings.space, metric, mode, settings.pinned,
                                       settings.demo))

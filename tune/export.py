@@ -5,6 +5,8 @@ config back with `core.config.load_config_file`."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,7 @@ from ray.tune import ResultGrid
 from core.config import Config
 from core.data.dataset import AudioData
 from core.data.recorded import clip_keys
-from tune.aggregate import fold_values
+from tune.aggregate import bias_scores, fold_values
 from tune.leaderboard import ASHA, FINISHED, PATIENCE
 from tune.trainable import trial_config
 
@@ -29,39 +31,57 @@ def select_winner(table: pd.DataFrame) -> pd.Series | None:
     return None
 
 
-def validated_block(last: dict[str, Any], metric: str, select: str, horizon: int) -> dict[str, Any]:
-    """What the search validated for a trial, from its last result: the score at e* with the folds' values."""
-    return {"metric": metric, "select": select, "horizon": horizon, "epoch": int(last["score_epoch"]),
-            "score": last[f"{metric}_score"], "std": last[f"{metric}_score_std"],
-            "folds": fold_values(last, f"{metric}_score")}
+def validated_block(last: dict[str, Any], metric: str, select: str, horizon: int,
+                    others: Sequence[str] = ()) -> dict[str, Any]:
+    """What the search validated for a trial, from its last result: the score at e* with the folds' values; with
+    further objectives (`others`), theirs at the same e* under `objectives`, and the bias metrics there."""
+    block = {"metric": metric, "select": select, "horizon": horizon, "epoch": int(last["score_epoch"]),
+             "score": last[f"{metric}_score"], "std": last[f"{metric}_score_std"],
+             "folds": fold_values(last, f"{metric}_score")}
+    if others:
+        block["objectives"] = {name: {"score": last.get(f"{name}_score", math.nan),
+                                      "std": last.get(f"{name}_score_std", math.nan),
+                                      "folds": fold_values(last, f"{name}_score")} for name in others}
+    bias = bias_scores(last)
+    if bias:
+        block["bias"] = {key.removesuffix("_score"): value for key, value in bias.items()}
+    return block
 
 
-def validated_recipe(params: dict[str, Any], base: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
+def validated_recipe(params: dict[str, Any], base: dict[str, Any], last: dict[str, Any],
+                     others: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config dict, validated block): training stops at e*, under the horizon's learning-rate schedule. With e* at
     the horizon (always for a finished select=last trial) stop_epoch is 0: the full horizon."""
     config = trial_config(params, base)
     horizon = config.train.epochs
-    validated = validated_block(last, config.train.metric, config.train.select, horizon)
+    validated = validated_block(last, config.train.metric, config.train.select, horizon, others)
     stop = validated["epoch"] if validated["epoch"] < horizon else 0
     return config.with_overrides({"train.stop_epoch": stop}).validate().to_dict(), validated
 
 
-def build_export(table: pd.DataFrame, grid: ResultGrid, base: dict[str, Any], metric: str,
-                 metadata: dict[str, Any]) -> dict[str, Any] | None:
-    winner = select_winner(table)
-    if winner is None:
-        return None
-    result = next(r for r in grid if (r.metrics or {}).get("trial_id") == winner["trial_id"])
-    config, validated = validated_recipe(result.config, base, result.metrics)
+def trial_export(row: pd.Series, grid: ResultGrid, base: dict[str, Any], metric: str, metadata: dict[str, Any],
+                 others: Sequence[str] = ()) -> dict[str, Any]:
+    """The best_config.json of the trial in leaderboard `row` (tune.final, core.train --config read it)."""
+    result = next(r for r in grid if (r.metrics or {}).get("trial_id") == row["trial_id"])
+    config, validated = validated_recipe(result.config, base, result.metrics, others)
     return {
         "config": config,
         "metric": metric,
         "validated": validated,
-        "trial_id": winner["trial_id"],
-        "status": winner["status"],
+        "trial_id": row["trial_id"],
+        "status": row["status"],
         "params": dict(result.config),
         "search": metadata,
     }
+
+
+def build_export(table: pd.DataFrame, grid: ResultGrid, base: dict[str, Any], metric: str,
+                 metadata: dict[str, Any], others: Sequence[str] = ()) -> dict[str, Any] | None:
+    """best_config.json: the winner by the first objective (`select_winner`), None if every trial errored."""
+    winner = select_winner(table)
+    if winner is None:
+        return None
+    return trial_export(winner, grid, base, metric, metadata, others)
 
 
 def out_of_fold(config: Config, data: AudioData, outputs: dict[int, np.ndarray]

@@ -45,8 +45,10 @@ from tune.report import REPORT, write_final_report
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m tune.final", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="best_config.json from tune.run (or a plain config JSON)")
-    p.add_argument("--out", help="output folder (default: final/ beside the config)")
+    p.add_argument("--config", required=True, help="best_config.json from tune.run, a Pareto trial's "
+                                                   "pareto/TRIAL.json, or a plain config JSON")
+    p.add_argument("--out", help="output folder (default: final/ beside the config; final_TRIAL/ in the run folder "
+                                 "for pareto/TRIAL.json)")
     p.add_argument("--data", help="manifest to use instead of the config's data.manifest")
     p.add_argument("--audio-root", help="folder the manifest's paths are relative to")
     p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint on the test set")
@@ -128,9 +130,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config_path = Path(args.config)
     config = load_config_file(config_path)
     overrides = {k: v for k, v in {"data.manifest": args.data, "data.audio_root": args.audio_root}.items() if v}
-    overrides["data.splits_file"] = beside_config(config.data.splits_file, config_path)
+    # A Pareto trial's config (pareto/<trial>.json) sits one folder below the run's splits.json and final/ folders.
+    pareto = config_path.resolve().parent.name == "pareto"
+    run_folder = config_path.resolve().parent.parent if pareto else config_path.resolve().parent
+    overrides["data.splits_file"] = beside_config(config.data.splits_file, run_folder / config_path.name)
     config = check_config(config.with_overrides(overrides))
-    out = Path(args.out) if args.out else config_path.resolve().parent / "final"
+    out = Path(args.out) if args.out else run_folder / (f"final_{config_path.stem}" if pareto else "final")
     if args.eval_only != bool(args.checkpoint):
         raise UserError("--eval-only needs --checkpoint MODEL_FOLDER" if args.eval_only else
                         "--checkpoint is only read with --eval-only")

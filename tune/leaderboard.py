@@ -1,20 +1,23 @@
 """The leaderboard: one row per trial, best score first: `{metric}_score` (core/scoring.py: the fold-mean curve at
 e*, `score_epoch`), `{metric}_std` (sample std of the folds at e*), `{metric}_folds` (each fold at e*), the epochs
-it ran, each fold's own best epoch (for information: not the score), its status and its parameters."""
+it ran, each fold's own best epoch (for information: not the score), its status, the other objectives' scores and
+the bias metrics at the same e* (`{name}_score`, core/bias.py), and its parameters."""
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 from ray.tune import ResultGrid
 
-from tune.aggregate import fold_values
+from tune.aggregate import bias_scores, fold_values
 
 
-def trial_rows(grid: ResultGrid, metric: str, epochs: int) -> list[dict[str, Any]]:
+def trial_rows(grid: ResultGrid, metric: str, epochs: int, others: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One row per trial; `others`: the metrics of further objectives, whose scores (and std) get columns."""
     rows = []
     for result in grid:
         last = result.metrics or {}
@@ -31,6 +34,10 @@ def trial_rows(grid: ResultGrid, metric: str, epochs: int) -> list[dict[str, Any
             "best_epochs": " ".join(str(int(v)) for v in fold_values(last, "best_epoch")),
             "error": _error_text(result.error) or str(last.get("error") or ""),
         }
+        for name in others:
+            row[f"{name}_score"] = last.get(f"{name}_score", math.nan)
+            row[f"{name}_score_std"] = last.get(f"{name}_score_std", math.nan)
+        row.update({key: value for key, value in bias_scores(last).items() if key not in row})
         row.update({key: value for key, value in sorted(result.config.items())})
         rows.append(row)
     return rows
@@ -59,8 +66,10 @@ def _error_text(error: BaseException | None) -> str:
     return lines[-1][:300] if lines else type(error).__name__
 
 
-def build_leaderboard(grid: ResultGrid, metric: str, mode: str, epochs: int) -> pd.DataFrame:
-    table = pd.DataFrame(trial_rows(grid, metric, epochs))
+def build_leaderboard(grid: ResultGrid, metric: str, mode: str, epochs: int, others: Sequence[str] = ()
+                      ) -> pd.DataFrame:
+    """Every trial, ranked by the first objective (`metric`); `others`: further objectives (see `trial_rows`)."""
+    table = pd.DataFrame(trial_rows(grid, metric, epochs, others))
     if table.empty:
         return table
     table = table.sort_values(f"{metric}_score", ascending=mode == "min", na_position="last", kind="stable")
@@ -78,15 +87,16 @@ def to_parquet_bytes(table: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def format_leaderboard(table: pd.DataFrame, metric: str, top: int = 10) -> str:
-    """A compact text table: rank, trial, status, score, folds and the searched parameters."""
+def format_leaderboard(table: pd.DataFrame, metric: str, top: int = 10, others: Sequence[str] = ()) -> str:
+    """A compact text table: rank, trial, status, score, folds, further objectives and the searched parameters."""
     if table.empty:
         return "(no trials)"
-    fixed = ["rank", "trial_id", "status", f"{metric}_score", f"{metric}_std", f"{metric}_folds", "score_epoch",
-             "epochs"]
+    scores = [f"{metric}_score", f"{metric}_std", *(f"{name}_score" for name in others)]
+    fixed = ["rank", "trial_id", "status", *scores[:2], f"{metric}_folds", *scores[2:], "score_epoch", "epochs"]
+    fixed += ["pareto"] if "pareto" in table.columns else []
     params = [c for c in table.columns if "." in c]
     shown = table[fixed + params].head(top).copy()
-    for column in (f"{metric}_score", f"{metric}_std"):
+    for column in scores:
         shown[column] = shown[column].map(lambda v: f"{v:.4f}")
     for column in params:
         shown[column] = shown[column].map(lambda v: f"{v:.3g}" if isinstance(v, float) else str(v))

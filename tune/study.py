@@ -31,7 +31,7 @@ from optuna.trial import TrialState
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from tune.aggregate import fold_values
+from tune.aggregate import bias_scores, fold_values
 from tune.leaderboard import ASHA, ERROR, trial_status
 from tune.pinning import PinnedSpace
 from tune.storage import RunStore
@@ -192,6 +192,7 @@ class LiveStudy(Callback):
             attributes[f"{metric}_score"] = _finite_or_none(result.get(key))
             attributes[f"{metric}_std"] = _finite_or_none(result.get(f"{key}_std"))
             attributes[f"{metric}_folds"] = fold_values(result, key)
+        attributes.update(bias_scores(result))  # age-band and speaker UAR at e* (core/bias.py)
         return attributes
 
     def _values(self, state: TrialState, result: dict[str, Any]) -> list[float] | None:

@@ -26,7 +26,7 @@ from core.config import Config
 from core.metrics import METRICS
 from core.scoring import CrossValidatedScore, cross_validated_score
 from core.train import NonFiniteLossError
-from tune.aggregate import aggregate, score_row
+from tune.aggregate import aggregate, score_row, scores_at
 from tune.folds import ActorFolds, FoldReport, Folds, LocalFolds, placement, trial_data
 
 STATE_FILE = "fold{}.pt"
@@ -51,6 +51,7 @@ class TrialProgress:
     curves: dict[int, list[float]] = field(default_factory=dict)  # fold -> metric after epoch 1, 2, ...
     selected: dict[int, np.ndarray] = field(default_factory=dict)  # fold -> validation outputs at e*
     selected_epoch: int = 0
+    histories: dict[int, list[dict[str, float]]] = field(default_factory=dict)  # fold -> all metrics per epoch
 
     @classmethod
     def of(cls, config: Config) -> TrialProgress:
@@ -64,6 +65,7 @@ class TrialProgress:
     def record(self, index: int, result: FoldReport) -> None:
         self.latest[index] = result
         self.curves.setdefault(index, []).append(result.metrics.get(self.metric, math.nan))
+        self.histories.setdefault(index, []).append(dict(result.metrics))
 
     def score(self) -> CrossValidatedScore:
         return cross_validated_score([self.curves[i] for i in sorted(self.curves)], self.mode, self.select)
@@ -117,6 +119,7 @@ def restore(k: int, progress: TrialProgress) -> dict[int, dict[str, Any] | None]
         meta = json.loads((Path(folder) / META_FILE).read_text())
         progress.curves = {int(fold): list(values) for fold, values in meta["curves"].items()}
         progress.selected_epoch = int(meta["selected_epoch"])
+        progress.histories = {int(fold): values for fold, values in meta.get("histories", {}).items()}
         progress.selected = {i: predictions[f"selected{i}"] for i in progress.curves if f"selected{i}" in predictions}
         for summary in meta["folds"]:
             report_ = FoldReport(**summary)
@@ -137,6 +140,7 @@ def report(progress: TrialProgress) -> None:
     row = aggregate(results, progress.epoch)
     row["folds_stopped"] = float(sum(r.stopped for r in results))
     row.update(score_row(progress.metric, sorted(progress.curves), score))
+    row.update(scores_at(progress.histories, score.epoch, progress.metric))  # other objectives, at the same e*
     with tempfile.TemporaryDirectory() as folder:
         for result in results:
             if result.state is not None:
@@ -146,7 +150,8 @@ def report(progress: TrialProgress) -> None:
         np.savez(Path(folder) / PREDICTIONS_FILE, **arrays)
         meta = {"epoch": progress.epoch, "trial": placement(), "folds": [r.summary() for r in results],
                 "curves": {str(i): values for i, values in progress.curves.items()},
-                "selected_epoch": progress.selected_epoch, "score": score.to_dict()}
+                "selected_epoch": progress.selected_epoch, "score": score.to_dict(),
+                "histories": {str(i): values for i, values in progress.histories.items()}}
         (Path(folder) / META_FILE).write_text(json.dumps(meta, indent=1))
         tune.report(row, checkpoint=tune.Checkpoint.from_directory(folder))
 
