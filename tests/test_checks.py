@@ -108,14 +108,14 @@ def test_core_train_refuses_before_any_epoch(toy_dataset: Path, toy_cache_dir: P
 
 def test_tune_run_refuses_before_ray(toy_dataset: Path, toy_cache_dir: Path, tmp_path: Path) -> None:
     """tune.run's checks (everything before `start_ray`) raise on the same config."""
-    from tune import run
+    from tune import experiment
 
     argv = ["--space", "whisper_balancing", "--demo", "--data", str(toy_dataset), "--k-fold", "2", "--epochs", "1",
             "--seed", "1", "--set", "data.test_size=0.25", "--set", "optim.scheduler=one_cycle",
             "--set", "train.batch_size=6",
             "--set", f"data.cache_dir={toy_cache_dir}", "--storage", str(tmp_path / "runs"), "--name", "short"]
     with pytest.raises(ConfigError, match=r"^optim\.scheduler='one_cycle' needs at least 3 optimiser steps, got 2"):
-        run.prepare(argv)
+        experiment.prepare(argv)
     assert not (tmp_path / "runs" / "short").exists()  # nothing written: the search never started
 
 
