@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 import datetime
 import json
+import site
+import sysconfig
 import types
 import typing
 from collections.abc import Sequence
@@ -21,7 +23,18 @@ from tune.resources import default_resources
 if TYPE_CHECKING:  # the parser stays light: --help loads no torch, ray or optuna
     from search_spaces import SearchSpace
 
-BUNDLED_DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "manifest.csv"
+
+
+def bundled_demo() -> Path:
+    """The demo manifest: the checkout's data/demo, or where a non-editable install put it (pyproject.toml's
+    data-files: <prefix>/share/audiotune/demo)."""
+    checkout = Path(__file__).resolve().parents[1] / "data" / "demo" / "manifest.csv"
+    installed = [Path(base) / "share" / "audiotune" / "demo" / "manifest.csv"
+                 for base in (sysconfig.get_path("data"), site.getuserbase())]
+    return next((path for path in (checkout, *installed) if path.is_file()), checkout)
+
+
+BUNDLED_DEMO = bundled_demo()
 SETTINGS_NAME = "run.json"
 DEMO_BUDGET = {"num_samples": 4, "max_concurrent": 2, "cpus_per_trial": 1.0}
 
@@ -292,6 +305,9 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
         overrides.update(space.demo)
     overrides.update(args.config_base)  # a run.json's base config (--config)
     data = args.data or (None if "data.manifest" in args.config_base else str(BUNDLED_DEMO))
+    if data == str(BUNDLED_DEMO) and not BUNDLED_DEMO.is_file():
+        raise UserError("--data is required here: this installation has no bundled demo set (data/demo of a "
+                        f"checkout, or {BUNDLED_DEMO}); give a manifest with --data")
     flags = {"data.manifest": data, "data.audio_root": args.audio_root, "data.target": args.target,
              "data.k_fold": args.k_fold, "train.epochs": args.epochs, "data.seed": args.seed,
              "train.seed": args.seed}
