@@ -61,8 +61,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--audio-root", help="folder the manifest's paths are relative to (default: its folder)")
     p.add_argument("--target", help="target column (default: label)")
     p.add_argument("--num-samples", type=int, help="number of trials (default: 20; --demo: 4)")
-    p.add_argument("--k-fold", type=int, help="folds per trial (default: the space's, usually 5)")
-    p.add_argument("--epochs", type=int, help="epochs per fold (default: the space's)")
+    p.add_argument("--k-fold", type=int, help="folds per trial, >= 2 (default: the space's, usually 5; --demo: 3)")
+    p.add_argument("--epochs", type=int,
+                   help="epochs per fold; ASHA may stop a trial earlier (default: the space's, usually 10; --demo: 10)")
     p.add_argument("--cpus-per-trial", type=float,
                    help="CPUs per trial (default by model: whisper 1, resnet50 1, wav2vec2 2; --demo: 1)")
     p.add_argument("--gpus-per-trial", type=float,
@@ -76,18 +77,24 @@ def build_parser() -> ArgumentParser:
                    help="ASHA: epochs every trial gets before pruning (default: 2)")
     p.add_argument("--storage", default="./runs",
                    help="results folder or URI (s3://, gs://, file://) (default: ./runs)")
-    p.add_argument("--name", help="experiment name (default: SPACE-YYYYmmdd-HHMMSS; --demo: demo)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the splits, the training and the sampler (default: 0)")
+    p.add_argument("--name", help="experiment name: one folder name of letters, digits, ., _, - (never a path) "
+                                   "(default: SPACE-YYYYmmdd-HHMMSS; --demo: demo)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the splits, model init, batch order, augmentation and the TPE sampler: same seed, same "
+                        "folds, configs and (on CPU) metrics (default: 0)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, repeatable, e.g. --set optim.lr=3e-4 --set model.pretrained=none")
+                   help="config override, repeatable, e.g. --set optim.lr=3e-4 --set model.pretrained=none; a key the "
+                        "space searches is pinned to this value (config keys: docs/config.md, core.train --help)")
     p.add_argument("--address", help="join this Ray cluster (e.g. auto or HOST:6379); default: a local Ray on "
                                      "127.0.0.1")
     p.add_argument("--demo", action="store_true",
                    help="tiny from-scratch model and a small budget (minutes on 2 CPU cores); bundled data")
-    p.add_argument("--resume", action="store_true", help="continue the experiment --name in --storage")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the experiment --name in --storage (after Ctrl-C, a crash or a killed driver) with "
+                        "its stored settings, run.json; other flags are refused, not ignored")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing experiment of the same name (only one this project created, and "
-                        "not while it runs)")
+                   help="replace an existing experiment of the same name (only a folder audiotune made, holding "
+                        ".audiotune-experiment, and not while it runs)")
     p.add_argument("--allow-changed-data", action="store_true",
                    help="with --resume: continue although the manifest changed since the search recorded its "
                         "split (splits.json); clips it does not know are left out")
