@@ -14,81 +14,33 @@ Config layers: defaults < --config (plain, or a best_config.json export) < --dat
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
-import inspect
-import io
-import json
 import math
 import sys
-import textwrap
-import tokenize
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.checks import check_config, check_run
 from core.command_line import ArgumentParser, check_output_folder, run_command, write_json
 from core.config import Config, load_config_file, parse_assignment
-from core.data.dataset import AudioData, prepare_data
-from core.data.recorded import beside_config
-from core.data.samplers import SAMPLERS
+from core.config_reference import config_help
 from core.errors import UserError
-from core.losses import LOSSES
-from core.metrics import METRICS
-from core.model_folder import ModelFolder, evaluate_model, read_model_folder, save_model_folder
-from core.models import MODELS
-from core.models.whisper import POOLINGS
-from core.optim import OPTIMIZERS, SCHEDULERS
-from core.scoring import cross_validated_score, finite_mean, fold_matrix, sample_std
-from core.statistics import FoldStatistics
-from core.train import EpochResult, NonFiniteLossError, train_fold
 
-# Keys whose value names a registry entry: --help lists the names registered right now.
-CHOICES: dict[str, Callable[[], list[str]]] = {
-    "model.name": MODELS.names, "model.pooling": POOLINGS.names, "loss.name": LOSSES.names,
-    "optim.name": OPTIMIZERS.names,
-    "optim.sam_base": lambda: [name for name in OPTIMIZERS.names() if name != "sam"],
-    "optim.scheduler": SCHEDULERS.names, "train.metric": METRICS.names, "train.sampler": SAMPLERS.names}
+if TYPE_CHECKING:  # torch and the registries load once the command line is parsed (a light --help)
+    from core.data.dataset import AudioData
+    from core.model_folder import ModelFolder
 
-
-# --- --help: every config key, generated from the dataclasses -------------------------------------------------
-def _field_comments(cls: type) -> tuple[str, dict[str, str]]:
-    """(class docstring, {field: trailing comment}) read from the dataclass's source."""
-    source = textwrap.dedent(inspect.getsource(cls))
-    node = ast.parse(source).body[0]
-    assert isinstance(node, ast.ClassDef)
-    comments = {token.start[0]: token.string.lstrip("# ").strip()
-                for token in tokenize.generate_tokens(io.StringIO(source).readline) if token.type == tokenize.COMMENT}
-    fields = {item.target.id: comments.get(item.lineno, "") for item in node.body
-              if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)}
-    return ast.get_docstring(node) or "", fields
-
-
-def config_help() -> str:
-    """Every dotted config key with its default and its comment in core/config.py, section by section."""
-    defaults = Config()
-    lines = ["config keys (--set KEY=VALUE; lists comma-separated):"]
-    for section in dataclasses.fields(Config):
-        cls = type(getattr(defaults, section.name))
-        doc, comments = _field_comments(cls)
-        lines.append(f"  [{section.name}]" + (f"  {doc.splitlines()[0]}" if doc else ""))
-        for item in dataclasses.fields(cls):
-            key = f"{section.name}.{item.name}"
-            default = defaults.get(key)
-            shown = (",".join(default) or "\"\"") if isinstance(default, list) else json.dumps(default)
-            note = comments.get(item.name, "")
-            if key in CHOICES:
-                note = (note + "; " if note else "") + "one of " + ", ".join(CHOICES[key]())
-            lines.append(f"    {key} = {shown}" + (f"  -- {note}" if note else ""))
-    return "\n".join(lines)
+EXAMPLES = """examples:
+  python -m core.train --config runs/demo/best_config.json --out runs/demo/cv      # every fold, in turn
+  python -m core.train --data my.csv --set model.size=micro --set train.epochs=3 --fold 0
+  python -m core.train --config runs/demo/best_config.json --eval-only --checkpoint runs/demo/final
+"""
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m core.train", description=__doc__, epilog=config_help(),
+    p = ArgumentParser(prog="python -m core.train", description=__doc__, epilog=config_help() + "\n\n" + EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="JSON", help="config file: Config.to_dict() JSON or a best_config.json "
                                                     "export (default: the defaults below; with --eval-only: the "
@@ -112,6 +64,9 @@ def build_parser() -> ArgumentParser:
 
 # --- config and folds -------------------------------------------------------------------------------------------
 def resolve_config(args: argparse.Namespace, checkpoint: ModelFolder | None) -> Config:
+    from core.checks import check_config
+    from core.data.recorded import beside_config
+
     if args.config:
         config = load_config_file(args.config)
         config = config.with_overrides({"data.splits_file": beside_config(config.data.splits_file, args.config)})
@@ -140,6 +95,10 @@ def metrics_text(metrics: dict[str, float]) -> str:
 # --- training ----------------------------------------------------------------------------------------------------
 def run_fold(config: Config, data: AudioData, index: int, out: Path | None) -> dict[str, Any]:
     """Train one fold, printing each epoch; return (and write) its record with the selected epoch's metrics."""
+    from core.model_folder import save_model_folder
+    from core.statistics import FoldStatistics
+    from core.train import EpochResult, train_fold
+
     fold = data.splits.folds[index]
     epochs: list[dict[str, Any]] = []
     last: EpochResult | None = None
@@ -170,6 +129,9 @@ def summarise(config: Config, records: list[dict[str, Any]]) -> dict[str, Any]:
     """The config's score (core/scoring.py, as the search computes it) from each fold's metric after every epoch:
     the fold-mean curve read at one epoch e* for all folds; and every metric's fold mean, sample std and per-fold
     values at e*."""
+    from core.metrics import METRICS
+    from core.scoring import cross_validated_score, finite_mean, fold_matrix, sample_std
+
     t = config.train
     names = list(dict.fromkeys(name for r in records for e in r["epochs"] for name in e["metrics"]))
     curves = {name: [[e["metrics"].get(name, math.nan) for e in r["epochs"]] for r in records] for name in names}
@@ -201,6 +163,8 @@ def evaluate_checkpoint(config: Config, data: AudioData, saved: ModelFolder, fol
                         out: Path | None) -> dict[str, float]:
     """Score a saved model folder on the test rows (or fold `fold`'s validation rows). The model is rebuilt from
     the folder alone: its config, the statistics of the rows it was trained on, its weights."""
+    from core.model_folder import evaluate_model
+
     loaded = saved.load(config.train.device)
     rows = data.splits.test if fold is None else data.splits.folds[fold].valid
     metrics = evaluate_model(loaded, data, rows, batch_size=config.train.eval_batch_size).metrics or {}
@@ -221,6 +185,10 @@ def output_files(config: Config, eval_only: bool, fold: int | None) -> list[str]
 
 
 def run(args: argparse.Namespace) -> None:
+    from core.checks import check_run
+    from core.data.dataset import prepare_data
+    from core.model_folder import read_model_folder
+
     if args.eval_only != bool(args.checkpoint):
         raise UserError("--eval-only and --checkpoint go together" if args.eval_only else
                         "--checkpoint is only read with --eval-only")
@@ -246,6 +214,8 @@ def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from core.train import NonFiniteLossError  # torch loads once the command line is parsed
+
     with warnings.catch_warnings():
         warnings.showwarning = _warning_line  # one line each, as they happen; restored on leaving the block
         try:

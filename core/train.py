@@ -6,6 +6,11 @@ one after another, and a test can just iterate one.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m core.train`: the command line lives in core/cli.py; before torch loads, so
+    from core.cli import main  # --help stays light (core.cli imports this module by name once parsing is done)
+
+    raise SystemExit(main())
+
 import copy
 import functools
 import math
@@ -219,8 +224,3 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
         if stopped:
             return
 
-
-if __name__ == "__main__":  # `python -m core.train`: the command line lives in core/cli.py
-    from core.cli import main
-
-    raise SystemExit(main())

@@ -33,7 +33,7 @@ from core.models import MODELS
 from core.report import report_of_rows
 from core.statistics import FoldStatistics
 from search_spaces import SPACES, SearchSpace, describe, format_distribution
-from tune.arguments import RunSettings, build_parser, settings_from_args
+from tune.arguments import RunSettings, build_parser, parse_args, settings_from_args
 from tune.cluster import check_reachable, cluster_gpus, cluster_nodes, local_gpus, local_nodes, start_ray
 from tune.export import build_export, out_of_fold
 from tune.interrupt import Interruption
@@ -137,7 +137,7 @@ def check_data(settings: RunSettings, allow_changed_data: bool = False) -> Audio
 def parse_settings(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace, RunStore, argparse.Namespace]:
     """Flags, config, space, storage and (local Ray) GPUs: the checks that need no data. tune.submit runs these
     even when the data is visible only on the cluster."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)  # --config FILE beneath the flags
     if args.list_spaces:
         print(list_spaces())
         raise SystemExit(0)
@@ -185,7 +185,7 @@ def check_resume_flags(args: argparse.Namespace, settings: RunSettings) -> None:
         raise UserError(f"--resume: experiment {settings.name!r} searches space {settings.space!r}, not "
                         f"{args.space!r}")
     defaults = build_parser().parse_args(["--space", args.space])
-    kept = {"space", "name", "storage", "address", "resume", "allow_changed_data"}
+    kept = {"space", "name", "storage", "address", "resume", "allow_changed_data", "config_base", "config_set"}
     changed = sorted(key for key, value in vars(args).items() if key not in kept and value != getattr(defaults, key))
     if changed:
         flags = ", ".join("--" + key.replace("_", "-") for key in changed)

@@ -14,36 +14,33 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from core.checks import check_config, check_run
 from core.command_line import ArgumentParser, check_output_folder, run_command, write_json
-from core.config import Config, load_config_file
-from core.data.dataset import AudioData, prepare_data
-from core.data.recorded import beside_config
-from core.data.splits import Fold
+from core.config import Config, load_config_file, parse_assignment
 from core.errors import UserError
-from core.model_folder import (
-    FILES,
-    LoadedModel,
-    data_for_model,
-    decoding_settings,
-    evaluate_model,
-    read_model_folder,
-    save_model_folder,
-)
-from core.plots import PLOTS, write_final_plots
-from core.statistics import FoldStatistics
-from core.train import resolve_device, train_fold
 from tune.report import REPORT, write_final_report
+
+if TYPE_CHECKING:  # torch and the data layer load once the command line is parsed (a light --help)
+    import torch
+
+    from core.data.dataset import AudioData
+    from core.model_folder import LoadedModel
+    from core.statistics import FoldStatistics
+
+EXAMPLES = """examples:
+  python -m tune.final --config runs/demo/best_config.json
+  python -m tune.final --config runs/NAME/best_config.json --out models/v1 --set train.device=cuda:1 \\
+      --set train.batch_size=8 --set train.precision=bf16
+  python -m tune.final --config runs/demo/best_config.json --eval-only --checkpoint runs/demo/final
+"""
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m tune.final", description=__doc__,
+    p = ArgumentParser(prog="python -m tune.final", description=__doc__, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="best_config.json from tune.run, a Pareto trial's "
                                                    "pareto/TRIAL.json, or a plain config JSON")
@@ -53,6 +50,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--audio-root", help="folder the manifest's paths are relative to")
     p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint on the test set")
     p.add_argument("--checkpoint", help="with --eval-only: the model folder (--out) of an earlier tune.final")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override of final training, repeatable, e.g. --set train.device=cuda:1 "
+                        "--set train.batch_size=8 --set train.precision=bf16")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     p.add_argument("--allow-changed-data", action="store_true",
                    help="use the search's recorded split (splits.json) although the manifest changed since; "
@@ -63,6 +63,10 @@ def build_parser() -> ArgumentParser:
 def trained_model(config: Config, data: AudioData, model: torch.nn.Module, featurizer: torch.nn.Module
                   ) -> LoadedModel:
     """The model just trained, as a model folder would load it (statistics of all development rows)."""
+    from core.model_folder import LoadedModel, decoding_settings
+    from core.statistics import FoldStatistics
+    from core.train import resolve_device
+
     stats = FoldStatistics.from_data(data, data.splits.development)
     return LoadedModel(folder=Path(), config=config, model=model, featurizer=featurizer, stats=stats,
                        classes=list(data.classes), words=list(data.words), decoding=decoding_settings(config),
@@ -72,12 +76,16 @@ def trained_model(config: Config, data: AudioData, model: torch.nn.Module, featu
 def test_report(config: Config, data: AudioData, model: torch.nn.Module | LoadedModel,
                 featurizer: torch.nn.Module | None = None) -> dict:
     """The clinical report (core/report.py) of the held-out test set."""
+    from core.model_folder import LoadedModel
+
     loaded = model if isinstance(model, LoadedModel) else trained_model(config, data, model, featurizer)
     return test_evaluation(config, data, loaded)[0]
 
 
 def test_evaluation(config: Config, data: AudioData, loaded: LoadedModel) -> tuple[dict, np.ndarray]:
     """(the clinical report of the held-out test set, the model's outputs on it, for the figures)."""
+    from core.model_folder import evaluate_model
+
     rows = data.splits.test
     evaluation = evaluate_model(loaded, data, rows, report=config)
     report = {**evaluation.report, "test_clips": int(len(rows)), "train_clips": int(len(data.splits.development))}
@@ -109,6 +117,9 @@ def model_card(config: Config, data: AudioData, stats: FoldStatistics, report: d
 
 
 def train_final(config: Config, data: AudioData) -> tuple[torch.nn.Module, torch.nn.Module]:
+    from core.data.splits import Fold
+    from core.train import train_fold
+
     fold = Fold(index=0, train=data.splits.development, valid=np.zeros(0, dtype=np.int64))
     result = None
     last = config.train.stop_epoch or config.train.epochs  # the schedule spans train.epochs either way
@@ -127,6 +138,12 @@ def train_final(config: Config, data: AudioData) -> tuple[torch.nn.Module, torch
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from core.checks import check_config, check_run
+    from core.data.dataset import prepare_data
+    from core.data.recorded import beside_config
+    from core.model_folder import FILES, data_for_model, read_model_folder, save_model_folder
+    from core.plots import PLOTS, write_final_plots
+
     config_path = Path(args.config)
     config = load_config_file(config_path)
     overrides = {k: v for k, v in {"data.manifest": args.data, "data.audio_root": args.audio_root}.items() if v}
@@ -134,6 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pareto = config_path.resolve().parent.name == "pareto"
     run_folder = config_path.resolve().parent.parent if pareto else config_path.resolve().parent
     overrides["data.splits_file"] = beside_config(config.data.splits_file, run_folder / config_path.name)
+    overrides.update(parse_assignment(text) for text in args.overrides)  # --set: the device, batch size, ...
     config = check_config(config.with_overrides(overrides))
     out = Path(args.out) if args.out else run_folder / (f"final_{config_path.stem}" if pareto else "final")
     if args.eval_only != bool(args.checkpoint):

@@ -21,39 +21,30 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import soundfile
 
 from core.command_line import ArgumentParser, check_output_folder, run_command, write_json
-from core.data.cache import WaveformStore, open_cache
-from core.data.dataset import clips_for_inference
-from core.data.manifest import (
-    OPTIONAL_COLUMNS,
-    Manifest,
-    _age,
-    _check_audio,
-    _check_listed_once,
-    _line,
-    _not_number,
-    _number,
-    _refuse_nan_text,
-    _require_values,
-    _resolve,
-    _text,
-    read_table,
-)
 from core.errors import DataError, UserError
-from core.model_folder import ModelFolder, evaluate_model, read_model_folder, uses_covariates
-from core.report import positive_class
+
+if TYPE_CHECKING:  # pandas, torch and the data layer load once the command line is parsed (a light --help)
+    import pandas as pd
+
+    from core.data.cache import WaveformStore
+    from core.data.manifest import Manifest
+    from core.model_folder import ModelFolder
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
+EXAMPLES = """examples:
+  python -m tune.predict --model runs/demo/final --data new_clips/ --out predictions.csv
+  python -m tune.predict --model runs/demo/final --data data/demo/manifest.csv --out demo.csv   # + demo_report.json
+  python -m tune.predict --model models/v1 --data clinic.parquet --device cuda --batch-size 64 --cache-dir ~/.cache/p
+"""
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m tune.predict", description=__doc__,
+    p = ArgumentParser(prog="python -m tune.predict", description=__doc__, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, metavar="DIR", help="model folder (tune.final --out)")
     p.add_argument("--data", required=True, metavar="MANIFEST_OR_FOLDER",
@@ -94,6 +85,8 @@ def audio_files(folder: Path) -> list[Path]:
 
 
 def check_audio_file(folder: Path, file: Path) -> None:
+    import soundfile
+
     try:
         info = soundfile.info(str(file))
     except Exception as error:
@@ -108,6 +101,24 @@ def read_clips(data: Path, audio_root: str | None, target: str, regression: bool
 
     Labels are optional and may be of one class only (a training manifest needs two): the checks are those of
     core/data/manifest.py, minus what only training needs."""
+    import pandas as pd
+
+    from core.data.manifest import (
+        OPTIONAL_COLUMNS,
+        Manifest,
+        _age,
+        _check_audio,
+        _check_listed_once,
+        _line,
+        _not_number,
+        _number,
+        _refuse_nan_text,
+        _require_values,
+        _resolve,
+        _text,
+        read_table,
+    )
+
     if data.is_dir():
         files = audio_files(data)
         written = pd.DataFrame({"path": [file.relative_to(data).as_posix() for file in files]})
@@ -147,6 +158,8 @@ def read_clips(data: Path, audio_root: str | None, target: str, regression: bool
 
 def prediction_table(written: pd.DataFrame, outputs: np.ndarray, classes: list[str]) -> pd.DataFrame:
     """path, predicted, p_<class>... (or prediction), then the manifest's other columns as written."""
+    import pandas as pd
+
     if classes:
         columns: dict[str, Any] = {"predicted": np.asarray(classes, dtype=object)[outputs.argmax(axis=1)]}
         columns.update({f"p_{name}": outputs[:, i] for i, name in enumerate(classes)})
@@ -163,6 +176,10 @@ def prediction_table(written: pd.DataFrame, outputs: np.ndarray, classes: list[s
 
 # --- the command -----------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
+    from core.data.dataset import clips_for_inference
+    from core.model_folder import evaluate_model, read_model_folder, uses_covariates
+    from core.report import positive_class
+
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
     out = Path(args.out)
@@ -196,6 +213,8 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def decode(folder: ModelFolder, paths: list[str], cache_dir: str, kept: bool) -> WaveformStore:
     """The clips decoded with the model's own settings, by the training decoder (core/data/audio.py)."""
+    from core.data.cache import open_cache
+
     settings = folder.decoding
     return open_cache(paths, int(settings["sample_rate"]), float(settings["max_seconds"]), cache_dir,
                       progress=print if kept else None)

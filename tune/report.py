@@ -44,8 +44,15 @@ vertical-align:top;max-width:34em}figure img{max-width:100%}figcaption{font-size
 pre{background:#f7f7f7;padding:.5em;font-size:.8em;overflow:auto}.note{color:#a60}"""
 
 
+EXAMPLES = """examples:
+  python -m tune.report runs/demo
+  python -m tune.report runs/NAME --final models/v1 --out /tmp/NAME.html
+  python -m tune.report s3://bucket/audiotune/NAME
+"""
+
+
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m tune.report", description=__doc__,
+    p = ArgumentParser(prog="python -m tune.report", description=__doc__, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", metavar="FOLDER", help="run folder (--storage/--name of tune.run; a path or a "
                                                     "storage URI) or a tune.final model folder")

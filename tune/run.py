@@ -7,6 +7,9 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tune.arguments import build_parser
+
+    build_parser().parse_args(argv)  # --help and malformed flags answer here, before the heavy imports
     from tune.experiment import main as run_experiment  # torch, Ray and Optuna load only when work starts
 
     return run_experiment(argv)

@@ -8,6 +8,7 @@ docs/cluster.md for the interpreter and requirements choices (tune/job_env.py).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import shlex
@@ -20,11 +21,17 @@ from tune.cluster import set_ray_environment
 from tune.job_env import absolute_paths, demo_data, interpreter_and_env, submit
 
 TERMINAL = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 1}
+EXAMPLES = """examples:
+  python -m tune.submit --address http://HEAD:8265 --follow --space whisper_balancing \\
+      --data /shared/clinic/manifest.csv --storage s3://bucket/audiotune --num-samples 60 --gpus-per-trial 0.5
+  python -m tune.submit --address http://HEAD:8265 --space whisper_sam --data /cluster/only/manifest.csv --remote-data
+"""
 
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(
-        prog="python -m tune.submit", allow_abbrev=False,
+        prog="python -m tune.submit", allow_abbrev=False, epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Submit a tune.run search to a Ray cluster as a Ray Job. Any option not listed here is a "
                     "tune.run option (see python -m tune.run --help) and is checked locally before submitting.")
     p.add_argument("--address", required=True, help="the cluster's Jobs API (dashboard), e.g. http://HEAD:8265")
