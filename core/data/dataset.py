@@ -181,7 +181,8 @@ def prepare_data(config: Config, progress: Callable[[str], None] | None = None,
             warnings.warn(f"{manifest.source}: {unknown} clip(s) are not in {d.splits_file}; they are left out "
                           "(neither trained on nor tested)", UnrecordedClipsWarning, stacklevel=2)
     table = manifest.table
-    waveforms = open_cache(manifest.paths, d.sample_rate, d.max_seconds, d.cache_dir or None, progress)
+    waveforms = open_cache(manifest.paths, d.sample_rate, d.max_seconds, d.cache_dir or None, progress,
+                           d.cache_dtype, d.cache_workers)
     targets, classes = encode_targets(table[d.target], regression=config.model.head == "regressor")
     word_column = table["word"].astype(str) if "word" in table.columns else pd.Series([""] * len(table))
     words = sorted(word_column.unique())
