@@ -82,6 +82,7 @@ class ModelConfig:
     head: str = "classifier"  # classifier | regressor
     dropout: float = 0.1
     freeze_encoder: bool = False
+    encoder_cache: bool = True  # frozen encoder, input unaugmented: its outputs cached per clip, only the head trains
     freeze_feature_encoder: bool = True  # wav2vec2: keep the convolutional feature encoder fixed
     train_positions: bool = False  # whisper: train the positional table (fixed sinusoids in Whisper: frozen)
     pooling: str = "audio"  # whisper: audio (frames of real audio, not the padding) | mean (all frames, the original)
