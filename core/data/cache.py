@@ -137,9 +137,14 @@ def _decoded(paths: Sequence[str], decode: ClipDecoder, workers: int) -> Iterato
         for task in tasks:
             yield from _decode_all(task, decode)
         return
-    # fork: the workers start at once, without importing torch again (the parent has not started CUDA: the cache
-    # is built before any model exists).
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    # Not fork: a parent with threads (torch's intra-op pool, Ray's, a checks pass that built a model) can fork while
+    # one of them holds a lock, and the children then wait on it forever (seen here in tune.run). The forkserver is
+    # a fresh process that imports the decoder once and forks the workers from there, without threads.
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["core.data.audio"])
+    else:
+        context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
         for decoded in pool.map(_decode_all, tasks, [decode] * len(tasks)):
             yield from decoded
