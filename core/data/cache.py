@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -145,9 +146,17 @@ def _decoded(paths: Sequence[str], decode: ClipDecoder, workers: int) -> Iterato
         context.set_forkserver_preload(["core.data.audio"])
     else:
         context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
-        for decoded in pool.map(_decode_all, tasks, [decode] * len(tasks)):
-            yield from decoded
+    done = 0
+    try:
+        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
+            for decoded in pool.map(_decode_all, tasks, [decode] * len(tasks)):
+                done += 1
+                yield from decoded
+    except BrokenProcessPool:
+        # Workers re-import the caller's main script: one without an `if __name__ == "__main__":` guard (or killed
+        # workers) breaks the pool. The build goes on in this process rather than fail.
+        for task in tasks[done:]:
+            yield from _decode_all(task, decode)
 
 
 class _Meter:
