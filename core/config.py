@@ -48,6 +48,8 @@ class DataConfig:
     seed: int = 0
     shuffle: bool = True
     cache_dir: str = ""  # decode cache; default: $AUDIOTUNE_CACHE or ~/.cache/audiotune
+    cache_dtype: str = "float32"  # decode cache storage: float32 | float16 (half the size, ~1e-3 relative rounding)
+    cache_workers: int = 0  # processes that decode clips when the cache is built (0: min(4, CPUs)); same bytes
     splits_file: str = ""  # a search's splits.json: reuse its test set and folds (clips by path) instead of drawing
     positive_class: str = ""  # the screen-positive class for sensitivity/specificity; default: a class `abnormal`
     age_bands: list[str] = field(default_factory=list)  # age band edges in years, e.g. 3,5,7 (empty: yearly)
@@ -85,6 +87,7 @@ class ModelConfig:
     head: str = "classifier"  # classifier | regressor
     dropout: float = 0.1
     freeze_encoder: bool = False
+    encoder_cache: bool = True  # frozen encoder, input unaugmented: its outputs cached per clip, only the head trains
     freeze_feature_encoder: bool = True  # wav2vec2: keep the convolutional feature encoder fixed
     train_positions: bool = False  # whisper: train the positional table (fixed sinusoids in Whisper: frozen)
     pooling: str = "audio"  # whisper: audio (frames of real audio, not the padding) | mean (all frames, the original)
@@ -310,6 +313,7 @@ SAMPLE_RATES = (8000, 192000)  # telephone speech .. the highest studio rate
 # 1500 positions, is checked when the model is built: before Ray, by tune.run's preflight.)
 MAX_CLIP_SECONDS = 600.0
 MAX_FOLDS = 100
+MAX_CACHE_WORKERS = 256
 MAX_MELS = 512  # Whisper takes 80 or 128 mel rows, resnet50 222 or 224
 FFT_SIZES = (16, 16384)  # 1 ms .. 1 s windows at 16 kHz
 MAX_HOP = 16384
@@ -350,6 +354,9 @@ def _data_rules(c: Config) -> None:
             f"must be <= {MAX_CLIP_SECONDS:g} (every clip is padded to this length)", c)
     require(d.sample_rate * d.max_seconds >= 1, "data.max_seconds", "gives clips of no samples", c)
     require(0 <= d.seed < SEED_LIMIT, "data.seed", f"must be between 0 and {SEED_LIMIT - 1} (numpy's seeds)", c)
+    require(d.cache_dtype in ("float32", "float16"), "data.cache_dtype", "must be float32 or float16", c)
+    require(0 <= d.cache_workers <= MAX_CACHE_WORKERS, "data.cache_workers",
+            f"must be between 0 (automatic) and {MAX_CACHE_WORKERS}", c)
     require(bool(d.target.strip()), "data.target", "must name a manifest column", c)
     require(all(_is_number(edge) for edge in d.age_bands), "data.age_bands", "must be numbers (years), e.g. 3,5,7", c)
     edges = [float(edge) for edge in d.age_bands]

@@ -31,6 +31,7 @@ from core.evaluate import predict, score
 from core.losses import LOSSES
 from core.metrics import METRICS
 from core.models import MODELS
+from core.models.frozen import full_model, with_cached_encoder
 from core.optim import OPTIMIZERS, SCHEDULERS, needs_closure
 from core.optim.sam import frozen_batch_norm_statistics
 from core.randomness import FoldRandom, fold_seed
@@ -125,6 +126,9 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
     with random.active(device):
         model = spec.build(config, data.num_outputs, stats).to(device)
         featurizer = spec.featurizer(config, stats).to(device)
+    # A result's model and featurizer read waveforms; a frozen encoder may instead train its head on cached outputs.
+    waveform_featurizer = featurizer
+    model, featurizer = with_cached_encoder(config, data, model, featurizer, device)
     loss_fn = LOSSES.get(config.loss.name)(config, stats).to(device)
     steps_per_epoch = math.ceil(len(fold.train) / t.batch_size)
     optimizer = OPTIMIZERS.get(config.optim.name)((p for p in model.parameters() if p.requires_grad), config.optim)
@@ -150,11 +154,11 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
     def selected(best: dict[str, torch.Tensor] | None) -> nn.Module:
         nonlocal best_on_device
         if t.select != "best" or best is None:  # select=last, or no epoch had a finite metric: the live model
-            return model
+            return full_model(model)
         if best_on_device is None:
             best_on_device = copy.deepcopy(model)
         best_on_device.load_state_dict(best)
-        return best_on_device
+        return full_model(best_on_device)
 
     def backward(features: torch.Tensor, batch: Batch, epoch: int) -> torch.Tensor:
         """Loss and (clipped) gradients at the current weights. SAM calls it a second time at its perturbed weights,
@@ -220,7 +224,7 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
         yield EpochResult(fold=fold.index, epoch=epoch, train_loss=float(np.mean(losses)), metrics=metrics,
                           best_epoch=progress.best_epoch, best_score=progress.best_score, stopped=stopped,
                           state=state, selected=functools.partial(selected, progress.best_model),
-                          featurizer=featurizer, outputs=outputs)
+                          featurizer=waveform_featurizer, outputs=outputs)
         if stopped:
             return
 

@@ -191,7 +191,7 @@ def prepare_data(config: Config, progress: Callable[[str], None] | None = None,
                           "(neither trained on nor tested)", UnrecordedClipsWarning, stacklevel=2)
     table = manifest.table
     waveforms = open_cache(manifest.paths, d.sample_rate, d.max_seconds, d.cache_dir or None, progress,
-                           manifest.embedded)
+                           d.cache_dtype, d.cache_workers, manifest.embedded)
     targets, classes = encode_targets(table[d.target], regression=config.model.head == "regressor")
     word_column = table["word"].astype(str) if "word" in table.columns else pd.Series([""] * len(table))
     words = sorted(word_column.unique())

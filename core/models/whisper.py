@@ -133,6 +133,17 @@ class WhisperClassifier(FrozenPartsStayEval):
         hidden = self.encoder(input_features=features).last_hidden_state
         return self.head(self.pool(hidden, self.real_frames(batch.lengths, hidden.shape[1])), batch)
 
+    @staticmethod
+    def poolings() -> list[str]:
+        return POOLINGS.names()
+
+    def pooled_outputs(self, features: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """[B, len(poolings()), d_model]: the encoder's output pooled every registered way (the frozen-encoder
+        cache, core/models/frozen.py, stores these and trains the head on them)."""
+        hidden = self.encoder(input_features=features).last_hidden_state
+        real = self.real_frames(batch.lengths, hidden.shape[1])
+        return torch.stack([POOLINGS.get(name)(hidden, real) for name in self.poolings()], dim=1)
+
 
 def build(config: Config, num_outputs: int, stats: FoldStatistics | None = None,
           architecture: dict | None = None) -> nn.Module:
