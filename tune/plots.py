@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-import re
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +30,7 @@ from ray.tune import ResultGrid  # noqa: E402
 from core.plots import png_bytes  # noqa: E402
 from tune.leaderboard import ASHA, ERROR  # noqa: E402
 from tune.pinning import PinnedSpace  # noqa: E402
+from tune.study import sampling_order as tag_number  # noqa: E402
 
 PLOTS = "plots"
 SKIPPED = "skipped.json"  # {file: why it was not drawn}
@@ -49,11 +50,8 @@ def sampling_order(grid: ResultGrid) -> dict[str, int]:
     --resume. ResultGrid does not expose the trials publicly, hence the private attribute; without it, the grid's
     own order (Tune's trial list, also creation order) stands."""
     trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or []
-    order = {}
-    for trial in trials:
-        match = re.match(r"(\d+)_", str(getattr(trial, "experiment_tag", "")))
-        if match:
-            order[trial.trial_id] = int(match.group(1))
+    order = {trial.trial_id: tag_number(trial) for trial in trials}
+    order = {trial_id: number for trial_id, number in order.items() if number != sys.maxsize}
     ids = [_trial_id(result) for result in grid]
     if len(order) == len(ids) and set(order) == set(ids):
         return order
