@@ -444,6 +444,23 @@ def _train_rules(c: Config) -> None:
 _RULES = (_finite_floats, _data_rules, _feature_rules, _model_rules, _optim_rules, _loss_rules, _train_rules)
 
 
+# Config fields that name local files or folders (a storage URI, `s3://...`, is left as it is).
+PATH_FIELDS = ("data.manifest", "data.audio_root", "data.train_file", "data.valid_file", "data.test_file",
+               "data.cache_dir", "data.splits_file", "loss.difficulty_file")
+
+
+def with_absolute_paths(config: Config) -> Config:
+    """The config with its relative local paths made absolute (from this process's working folder), and
+    `model.pretrained` too when it names a folder here (a hub id stays): what a search stores and hands to trials,
+    which Ray starts in folders of their own."""
+    changes: dict[str, Any] = {key: str(Path(value).absolute()) for key in PATH_FIELDS
+                               if (value := config.get(key)) and "://" not in value and not Path(value).is_absolute()}
+    pretrained = config.model.pretrained
+    if pretrained != "none" and not Path(pretrained).is_absolute() and Path(pretrained).exists():
+        changes["model.pretrained"] = str(Path(pretrained).absolute())
+    return config.with_overrides(changes) if changes else config
+
+
 def load_config_file(path: str | Path) -> Config:
     """A config from JSON: either `Config.to_dict()` itself or an export (`best_config.json`) holding it under
     "config". UTF-8, with or without a byte-order mark (Windows editors write one); every error names the file."""

@@ -92,8 +92,10 @@ def test_command_line_wins_over_the_file(tmp_path: Path) -> None:
     # --data on the command line beats a run.json's base manifest
     run = tmp_path / "run.json"
     run.write_text(json.dumps({"space": SPACE, "base": {"data": {"manifest": "old.csv"}}}))
-    assert settings("--config", str(run))["base"]["data"]["manifest"] == "old.csv"
-    assert settings("--config", str(run), "--data", "new.csv")["base"]["data"]["manifest"] == "new.csv"
+    stored = settings("--config", str(run))["base"]["data"]["manifest"]
+    assert stored == str(Path("old.csv").absolute())  # stored absolute: trials run in folders of their own
+    stored = settings("--config", str(run), "--data", "new.csv")["base"]["data"]["manifest"]
+    assert stored == str(Path("new.csv").absolute())
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.command_line import ArgumentParser
-from core.config import Config, parse_assignment
+from core.config import Config, parse_assignment, with_absolute_paths
 from core.errors import ConfigError, UserError
 from tune.resources import default_resources
 from tune.trackers import TRACKERS, check_trackers, mlflow_uri, parse_trackers
@@ -363,7 +363,7 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
     if names:
         overrides["train.metric"] = names[0]
     overrides.update(assignments)
-    config = check_config(Config().with_overrides(overrides))
+    config = with_absolute_paths(check_config(Config().with_overrides(overrides)))  # trials run in other folders
     check_objectives(names, config)
     if config.data.k_fold < 2:
         raise UserError(f"data.k_fold={config.data.k_fold}: a search cross-validates, use k >= 2")
