@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
+import sys
+import threading
 from collections.abc import Mapping
+from typing import NoReturn
 
 from core.errors import UserError
 
@@ -63,6 +67,21 @@ def keep_token_authentication() -> None:
     from ray._raylet import Config
 
     Config.initialize("")
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a CLI process that has loaded torch, transformers and Ray, skipping only the interpreter's teardown.
+
+    Freeing those modules' objects one by one at exit took 5-7 s of a search's wall time here (bench/README.md,
+    search_overhead). Everything a normal exit does that matters still happens, in the same order: other threads
+    are waited for, then every exit hook runs (Ray's shutdown, logging's flush, a tracker's `finish`)."""
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # the hooks Python would run at exit (CPython's own entry point to them)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def check_reachable(address: str) -> None:
