@@ -22,7 +22,7 @@ from tune.trackers import TRACKERS, check_trackers, mlflow_uri, parse_trackers
 
 BUNDLED_DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "manifest.csv"
 SETTINGS_NAME = "run.json"
-DEMO_BUDGET = {"num_samples": 4, "max_concurrent": 2, "cpus_per_trial": 1.0}
+DEMO_BUDGET = {"num_samples": 8, "max_concurrent": 2, "cpus_per_trial": 1.0}
 
 
 def build_parser() -> ArgumentParser:
@@ -39,7 +39,7 @@ def build_parser() -> ArgumentParser:
     for role, default in (("path", "path; audiofolder: file_name; save_to_disk: its Audio column"),
                           ("speaker", "speaker"), ("word", "word"), ("age", "age")):
         p.add_argument(f"--{role}-column", metavar="COLUMN", help=f"the manifest's {role} column (default: {default})")
-    p.add_argument("--num-samples", type=int, help="number of trials (default: 20; --demo: 4)")
+    p.add_argument("--num-samples", type=int, help="number of trials (default: 20; --demo: 8)")
     p.add_argument("--k-fold", type=int, help="folds per trial (default: the space's, usually 5)")
     p.add_argument("--epochs", type=int, help="epochs per fold (default: the space's)")
     p.add_argument("--cpus-per-trial", type=float,
