@@ -28,6 +28,7 @@ from core.data.dataset import AudioData
 from core.data.samplers import SAMPLERS
 from core.data.splits import Fold
 from core.evaluate import predict, score
+from core.log_mel_cache import cached_front_end
 from core.losses import LOSSES
 from core.metrics import METRICS
 from core.models import MODELS
@@ -129,6 +130,7 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
     # A result's model and featurizer read waveforms; a frozen encoder may instead train its head on cached outputs.
     waveform_featurizer = featurizer
     model, featurizer = with_cached_encoder(config, data, model, featurizer, device)
+    front_end = cached_front_end(featurizer, data)  # the log-mel once per clip; results keep the waveform one
     loss_fn = LOSSES.get(config.loss.name)(config, stats).to(device)
     steps_per_epoch = math.ceil(len(fold.train) / t.batch_size)
     optimizer = OPTIMIZERS.get(config.optim.name)((p for p in model.parameters() if p.requires_grad), config.optim)
@@ -185,7 +187,7 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
                 # Once per step: SAM's second pass must see the very same augmentation. The featurizer has no
                 # trained parameters, so the features need no graph.
                 with torch.no_grad():
-                    features = featurizer(batch)
+                    features = front_end(batch)
                 loss = backward(features, batch, epoch)
                 if needs_closure(optimizer):  # SAM: a second pass at w + e, which must not move BN statistics
                     with frozen_batch_norm_statistics(model):
@@ -200,7 +202,7 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
         metrics: dict[str, float] = {}
         outputs = None
         if len(fold.valid):
-            outputs = predict(model, featurizer, data, fold.valid, device, t.eval_batch_size)
+            outputs = predict(model, front_end, data, fold.valid, device, t.eval_batch_size)
             if not np.isfinite(outputs).all():  # weights blew up although the last batch's loss was finite
                 raise NonFiniteLossError(f"fold {fold.index} epoch {epoch}: validation outputs are not finite")
             metrics = score(data, fold.valid, outputs, config.data)

@@ -37,7 +37,7 @@ def bundled_demo() -> Path:
 
 BUNDLED_DEMO = bundled_demo()
 SETTINGS_NAME = "run.json"
-DEMO_BUDGET = {"num_samples": 4, "max_concurrent": 2, "cpus_per_trial": 1.0}
+DEMO_BUDGET = {"num_samples": 8, "max_concurrent": 2, "cpus_per_trial": 1.0}
 
 
 EXAMPLES = """examples:
@@ -65,10 +65,10 @@ def build_parser() -> ArgumentParser:
     for role, default in (("path", "path; audiofolder: file_name; save_to_disk: its Audio column"),
                           ("speaker", "speaker"), ("word", "word"), ("age", "age")):
         p.add_argument(f"--{role}-column", metavar="COLUMN", help=f"the manifest's {role} column (default: {default})")
-    p.add_argument("--num-samples", type=int, help="number of trials (default: 20; --demo: 4)")
+    p.add_argument("--num-samples", type=int, help="number of trials (default: 20; --demo: 8)")
     p.add_argument("--k-fold", type=int, help="folds per trial, >= 2 (default: the space's, usually 5; --demo: 3)")
     p.add_argument("--epochs", type=int,
-                   help="epochs per fold; ASHA may stop a trial earlier (default: the space's, usually 10; --demo: 10)")
+                   help="epochs per fold; ASHA may stop a trial earlier (default: the space's, usually 10; --demo: 12)")
     p.add_argument("--cpus-per-trial", type=float,
                    help="CPUs per trial (default by model: whisper 1, resnet50 1, wav2vec2 2; --demo: 1)")
     p.add_argument("--gpus-per-trial", type=float,
