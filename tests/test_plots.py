@@ -118,3 +118,24 @@ def test_curves_of_the_top_trials() -> None:
     axes = curves_figure(table, curves, "uar", top=5).axes[0]
     assert [line.get_label().split()[1] for line in axes.get_lines()] == ["c3", "a1"]  # ranked; d4 errored
     assert curves_figure(table.iloc[4:], curves, "uar") is None
+
+
+def test_importances_are_skipped_when_every_trial_scores_the_same() -> None:
+    """A search whose trials all score alike (a tiny model at chance) made fANOVA raise "zero total variance", and
+    that crashed the end of the search; the figure is now left out with the reason."""
+    import optuna
+
+    from tune.plots import SearchPlots, study_plots
+
+    study = optuna.create_study(direction="maximize")
+    for lr, decay in [(1e-3, 0.1), (2e-3, 0.01), (3e-3, 0.001)]:
+        study.add_trial(optuna.trial.create_trial(
+            params={"optim.lr": lr, "optim.weight_decay": decay}, value=0.5,
+            distributions={"optim.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+                           "optim.weight_decay": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)}))
+    plots = SearchPlots()
+    study_plots(study, plots)
+    assert "param_importances.png" not in plots.files
+    assert plots.skipped["param_importances.png"] == ("all 3 completed trials have the same score; nothing for a "
+                                                     "parameter to explain")
+    assert_png(plots.files["slice.png"])

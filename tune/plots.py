@@ -175,6 +175,9 @@ def study_plots(study: optuna.Study, plots: SearchPlots) -> None:
     elif len(common) < 2:
         plots.skipped["param_importances.png"] = (f"{len(common)} parameter(s) common to every completed trial; "
                                                   "importances compare 2 or more")
+    elif len({trial.value for trial in complete}) < 2:  # fANOVA has no variance to split (it raises)
+        plots.skipped["param_importances.png"] = (f"all {len(complete)} completed trials have the same score; "
+                                                  "nothing for a parameter to explain")
     else:
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)  # the same trials draw the same figure
         plots.files["param_importances.png"] = optuna_figure(optuna_plots.plot_param_importances, study,
