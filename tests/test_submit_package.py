@@ -47,6 +47,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy(REPO / name, source / name)
     for package in ("core", "tune", "search_spaces"):
         shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "data" / "demo", source / "data" / "demo")  # pyproject's data-files: the demo set
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "-w", str(work / "wheel"), str(source)], check=True,
                    capture_output=True, timeout=600)
