@@ -71,7 +71,7 @@ def test_search_logs_every_trial_to_mlflow_wandb_and_tensorboard(ray_address: st
     assert RunSettings.from_json((folder / "run.json").read_bytes()).log_to == "tensorboard,mlflow,wandb"
 
     # MLflow: one run per trial in the run folder's database, with each epoch's fold mean and the final score
-    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("tracked")
     runs = client.search_runs([experiment.experiment_id])
     by_trial = {trial: run for run in runs for trial in table.index if trial in run.info.run_name}

@@ -101,9 +101,9 @@ def build_parser() -> ArgumentParser:
                    help="tiny from-scratch model and a small budget (minutes on 2 CPU cores); bundled data")
     p.add_argument("--log-to", metavar="TRACKERS",
                    help=f"also log every trial to these experiment trackers, comma-separated: {', '.join(TRACKERS)} "
-                        "(TensorBoard files are written into each trial folder anyway; mlflow: mlflow.db in the run "
+                        "(TensorBoard files are written into each trial folder anyway; mlflow: mlruns/ in the run "
                         "folder unless --mlflow-uri; wandb: offline unless WANDB_MODE is set)")
-    p.add_argument("--mlflow-uri", help="with --log-to mlflow: the MLflow tracking URI (default: sqlite:///RUN/mlflow.db)")
+    p.add_argument("--mlflow-uri", help="with --log-to mlflow: the MLflow tracking URI (default: sqlite:///RUN/mlruns/mlflow.db)")
     p.add_argument("--resume", action="store_true",
                    help="continue the experiment --name in --storage (after Ctrl-C, a crash or a killed driver) with "
                         "its stored settings, run.json; other flags are refused, not ignored")
@@ -250,7 +250,7 @@ class RunSettings:
     fold_parallel: bool = False
     pinned: dict[str, Any] = field(default_factory=dict)  # --set values of keys the space would search
     log_to: str = ""  # --log-to: experiment trackers, comma-separated (tune/trackers.py)
-    mlflow_uri: str = ""  # --mlflow-uri ("" = mlflow.db in the run folder)
+    mlflow_uri: str = ""  # --mlflow-uri ("" = mlruns/mlflow.db in the run folder)
     objectives: list[str] = field(default_factory=list)  # --objective metrics (empty: train.metric alone)
 
     @property

@@ -2,9 +2,9 @@
 
 - tensorboard: Tune writes TensorBoard event files into every trial folder (`trial_<id>/events.out.tfevents.*`)
   whenever tensorboardX is installed; `--log-to tensorboard` makes sure its TBXLoggerCallback is there.
-- mlflow: `mlflow.db` (SQLite) in the run folder by default, or `--mlflow-uri`. MLflow 3 keeps its `./mlruns` file
-  store in maintenance mode and refuses it unless MLFLOW_ALLOW_FILE_STORE=true; a `--mlflow-uri file:...` is
-  passed as given.
+- mlflow: `mlruns/` in the run folder by default, holding an SQLite store (`mlruns/mlflow.db`), or `--mlflow-uri`.
+  MLflow 3 keeps its plain-file store in maintenance mode and refuses it unless MLFLOW_ALLOW_FILE_STORE=true; a
+  `--mlflow-uri file:...` is passed as given.
 - wandb: offline (WANDB_MODE=offline unless set), its files in `wandb/` of the run folder; `wandb sync` uploads.
 
 Light module (no Ray import at the top): `tune.run --help` and the flag checks import it.
@@ -23,7 +23,7 @@ TRACKERS = ("tensorboard", "mlflow", "wandb")
 PACKAGES = {"tensorboard": ("tensorboardX", "pip install tensorboardX"),
             "mlflow": ("mlflow", "pip install 'audiotune[mlflow]'"),
             "wandb": ("wandb", "pip install 'audiotune[wandb]'")}
-MLFLOW_FILE = "mlflow.db"
+MLFLOW_FOLDER, MLFLOW_FILE = "mlruns", "mlflow.db"
 
 
 def parse_trackers(text: str | None) -> list[str]:
@@ -50,7 +50,8 @@ def mlflow_uri(given: str | None, run_folder: str, storage_is_uri: bool) -> str:
     if storage_is_uri:
         raise UserError("--log-to mlflow with a --storage URI: give --mlflow-uri (e.g. http://HOST:5000 or "
                         "sqlite:///PATH/mlflow.db); the default database lives in a local run folder")
-    return f"sqlite:///{run_folder}/{MLFLOW_FILE}"
+    os.makedirs(f"{run_folder}/{MLFLOW_FOLDER}", exist_ok=True)  # SQLite makes the file, not its folder
+    return f"sqlite:///{run_folder}/{MLFLOW_FOLDER}/{MLFLOW_FILE}"
 
 
 def tracker_callbacks(names: list[str], experiment: str, run_folder: str, storage_is_uri: bool,
