@@ -59,8 +59,9 @@ def unavailable() -> str | None:
     missing = [tool for tool in ("ip", "unshare", "nsenter") if shutil.which(tool) is None]
     if missing:
         return f"needs {', '.join(missing)}"
-    if Path(sys.executable).resolve().is_relative_to("/tmp"):
-        return f"the interpreter {sys.executable} is under /tmp, which each node replaces with its own"
+    for what, path in (("the interpreter", Path(sys.executable)), ("the repository", Path(__file__).parents[1])):
+        if path.resolve().is_relative_to("/tmp"):  # the nodes could not import it, nor start in their folder
+            return f"{what} {path} is under /tmp, which each node replaces with its own"
     probe = f"audiotune-probe-{os.getpid()}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:
