@@ -13,7 +13,7 @@ of the one encoder pass for a search of `--trials` trials. `ratio` = probe trial
 Ray's own per-trial overhead (start, checkpoints, ~2-5 s) is left out of both (bench/search_overhead.py has it).
 
 Usage:
-    python bench/probe_vs_finetune.py --pretrained ../shared/models/whisper-base
+    python bench/probe_vs_finetune.py --pretrained /models/whisper-base   # a local HF Whisper folder, or a hub id
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO))
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--pretrained", default=str(REPO.parent / "shared" / "models" / "whisper-base"),
-                        help="model.pretrained: hub id or local folder")
+    parser.add_argument("--pretrained", required=True,
+                        help="model.pretrained: a pretrained Whisper (hub id or local folder), e.g. whisper-base")
     parser.add_argument("--manifest", default=str(REPO / "data" / "demo" / "manifest.csv"))
     parser.add_argument("--folds", type=int, default=0, help="k (0: the space's)")
     parser.add_argument("--epochs", type=int, default=0, help="epochs per fold (0: the space's)")

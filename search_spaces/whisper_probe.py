@@ -24,7 +24,7 @@ def define(trial: optuna.Trial) -> dict[str, Any]:
 SPACE = register(SearchSpace(
     name="whisper_probe",
     description="Frozen pretrained Whisper (give it: --set model.pretrained=HUB_ID_OR_FOLDER, e.g. "
-                "../shared/models/whisper-base), encoder outputs computed once per clip; projection size, dropout, "
+                "/models/whisper-base), encoder outputs computed once per clip; projection size, dropout, "
                 "loss, lr, weight decay, pooling, age/word embedding.",
     # No SpecAugment (the defaults) and no age/word rows: the encoder's input is the same in every epoch, which is
     # what lets its outputs be cached. Epochs are cheap here, so more of them than a fine-tuning space's.
