@@ -15,9 +15,13 @@ bench/calibrate_demo.py measures how learnable.
 The output is fully determined by ``--seed`` (espeak-ng is deterministic).
 The result is synthetic speech, not clinical data; see ``data/demo/README.md``.
 
+``--language`` picks the word table, espeak-ng voice and babble sentences
+(``LANGUAGES``); the bundled set is English (``en``, the default).
+
 Usage::
 
     python scripts/make_demo_data.py --out data/demo --seed 0
+    python scripts/make_demo_data.py --out /tmp/demo_de --language de --seed 1
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ from scipy.signal import butter, fftconvolve, lfilter, resample_poly, sosfilt
 
 SR = 16_000  # working and default output sample rate
 HI_SR = 44_100  # alternative output rate for a share of the files
-ESPEAK_VOICE = "en-us"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data" / "demo"
 
 
@@ -59,7 +62,7 @@ class Word:
 
 # Phonemes come from `espeak-ng -q -x -v en-us WORD`, edited for the error.
 # Mastery ages are loose, illustrative stand-ins for acquisition norms.
-WORDS: tuple[Word, ...] = (
+ENGLISH_WORDS: tuple[Word, ...] = (
     Word("rabbit", "r'abIt", "w'abIt", "gliding", 6.5, "w'abI", "final_consonant_deletion"),
     Word("red", "r'Ed", "w'Ed", "gliding", 6.5, "w'E", "final_consonant_deletion"),
     Word("rain", "r'eIn", "w'eIn", "gliding", 6.5, "w'eI", "final_consonant_deletion"),
@@ -87,6 +90,38 @@ WORDS: tuple[Word, ...] = (
     Word("jump", "dZ'Vmp", "d'Vmp", "stopping", 5.0, "d'Vp", "cluster_reduction"),
 )
 
+# Phonemes come from `espeak-ng -q -x -v de WORD`, edited for the error.  The processes are the ones German
+# children are known for: fronting of /k g/ and of /S/ and /C/ to [s] and [S], stopping of /f ts/, reduction of
+# clusters and of the affricates /pf ts/, interdental lisp (Sigmatismus), /r/ said as [l] (Pararhotazismus) and
+# deletion of an unstressed syllable.  Mastery ages are as loose as the English ones.
+GERMAN_WORDS: tuple[Word, ...] = (
+    Word("Kamm", "k'am", "t'am", "fronting", 4.0, "t'a", "final_consonant_deletion"),
+    Word("Katze", "k'ats@", "t'ats@", "fronting", 4.0, "t'at@", "stopping"),
+    Word("Gabel", "g'A:b@l", "d'A:b@l", "fronting", 4.0, "d'A:b@", "final_consonant_deletion"),
+    Word("Schuh", "S'u:", "s'u:", "fronting", 4.5, "t'u:", "stopping"),
+    Word("Fisch", "f'IS", "f'Is", "fronting", 4.5, "p'Is", "stopping"),
+    Word("Schaf", "S'A:f", "s'A:f", "fronting", 4.5, "s'A:p", "stopping"),
+    Word("Milch", "m'IlC", "m'IlS", "fronting", 4.5, "m'IS", "cluster_reduction"),
+    Word("Vogel", "f'o:g@l", "p'o:g@l", "stopping", 3.5, "p'o:d@l", "fronting"),
+    Word("Zahn", "ts'A:n", "t'A:n", "stopping", 4.0, "t'A:", "final_consonant_deletion"),
+    Word("Stern", "St'Ern", "t'Ern", "cluster_reduction", 5.0),
+    Word("Schnecke", "Sn'Ek@", "n'Ek@", "cluster_reduction", 5.0, "n'Et@", "fronting"),
+    Word("Blume", "bl'Um@", "b'Um@", "cluster_reduction", 4.5),
+    Word("Frosch", "fr'OS", "f'OS", "cluster_reduction", 5.0, "f'Os", "fronting"),
+    Word("Brot", "br'o:t", "b'o:t", "cluster_reduction", 4.5, "b'o:", "final_consonant_deletion"),
+    Word("Glas", "gl'A:s", "g'A:s", "cluster_reduction", 4.5, "d'A:s", "fronting"),
+    Word("Apfel", "_!'apf@l", "_!'af@l", "deaffrication", 4.5),
+    Word("Zug", "ts'u:k", "s'u:k", "deaffrication", 4.5, "s'u:t", "fronting"),
+    Word("Sonne", "z'On@", "D'On@", "lisp", 5.0),
+    Word("Maus", "m'aUs", "m'aUT", "lisp", 5.0, "m'aU", "final_consonant_deletion"),
+    Word("Hase", "h'A:z@", "h'A:D@", "lisp", 5.0),
+    Word("Rad", "r'A:t", "l'A:t", "pararhotacism", 5.0),
+    Word("Rose", "r'o:z@", "l'o:z@", "pararhotacism", 5.0, "l'o:D@", "lisp"),
+    Word("Banane", "ban'A:n@", "n'A:n@", "weak_syllable_deletion", 3.5),
+    Word("Tomate", "to:m'A:t@", "m'A:t@", "weak_syllable_deletion", 3.5, "m'A:t", "final_consonant_deletion"),
+    Word("Ball", "b'al", "b'a", "final_consonant_deletion", 3.5),
+)
+
 # Female-type espeak-ng variants; children's voices are built from these.
 VOICES: tuple[str, ...] = (
     "f1", "f2", "f3", "f4", "f5", "steph", "steph2", "steph3",
@@ -95,7 +130,7 @@ VOICES: tuple[str, ...] = (
 
 # Adult voices and sentences for the background babble bank (text input).
 BABBLE_VOICES: tuple[str, ...] = ("m1", "m3", "f2", "m5", "f4", "m7")
-BABBLE_TEXT: tuple[str, ...] = (
+ENGLISH_BABBLE: tuple[str, ...] = (
     "could you hand me the blue folder on the desk please",
     "we will be ready in about ten minutes so take a seat",
     "the next appointment is on thursday morning after nine",
@@ -103,6 +138,29 @@ BABBLE_TEXT: tuple[str, ...] = (
     "did anybody see where I put my keys and my phone",
     "lunch is in the other room and there is coffee as well",
 )
+GERMAN_BABBLE: tuple[str, ...] = (
+    "kannst du mir bitte den blauen ordner vom schreibtisch geben",
+    "wir sind in etwa zehn minuten fertig also setz dich doch",
+    "der nächste termin ist am donnerstag morgen nach neun uhr",
+    "sie hat gesagt dass der drucker im zweiten stock wieder kaputt ist",
+    "hat jemand gesehen wo ich meine schlüssel und mein telefon hingelegt habe",
+    "das mittagessen ist im anderen raum und kaffee gibt es auch",
+)
+
+
+@dataclass(frozen=True)
+class Language:
+    """What changes with the language: the espeak-ng voice, the target words and the babble."""
+
+    voice: str  # espeak-ng language voice; speakers add a variant (`en-us+f3`)
+    words: tuple[Word, ...]
+    babble_text: tuple[str, ...]
+
+
+LANGUAGES: dict[str, Language] = {
+    "en": Language("en-us", ENGLISH_WORDS, ENGLISH_BABBLE),
+    "de": Language("de", GERMAN_WORDS, GERMAN_BABBLE),
+}
 
 AGES: tuple[float, ...] = tuple(2.5 + 0.5 * i for i in range(14))  # 2.5 .. 9.0
 
@@ -214,9 +272,12 @@ def production(word: Word, abnormal: bool, compound: bool) -> tuple[str, str]:
 
 
 def espeak(text: str, voice: str, pitch: int, rate: int, tmp: Path) -> tuple[np.ndarray, int]:
-    """Render one utterance with the espeak-ng CLI (one call per clip keeps it deterministic)."""
+    """Render one utterance with the espeak-ng CLI (one call per clip keeps it deterministic).
+
+    voice is the full espeak-ng voice, language and variant (`en-us+f3`).
+    """
     wav = tmp / "utt.wav"
-    cmd = ["espeak-ng", "-v", f"{ESPEAK_VOICE}+{voice}", "-p", str(pitch), "-s", str(rate)]
+    cmd = ["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(rate)]
     subprocess.run([*cmd, "-w", str(wav), text], check=True, capture_output=True)
     x, sr = sf.read(wav, dtype="float64")
     return x, sr
@@ -260,7 +321,7 @@ def colored_noise(rng: np.random.Generator, n: int, color: str) -> np.ndarray:
     return w / np.sqrt(np.mean(w**2))
 
 
-def make_babble(tmp: Path, seconds: float = 30.0) -> np.ndarray:
+def make_babble(tmp: Path, language: Language, seconds: float = 30.0) -> np.ndarray:
     """A long multi-talker babble track (4 overlapping adult voices), unit power."""
     rng = np.random.default_rng(12345)  # fixed: babble is scenery, not part of --seed
     n = int(seconds * SR)
@@ -268,8 +329,8 @@ def make_babble(tmp: Path, seconds: float = 30.0) -> np.ndarray:
     for talker in range(4):
         stream: list[np.ndarray] = []
         while sum(s.size for s in stream) < n:
-            text = BABBLE_TEXT[int(rng.integers(len(BABBLE_TEXT)))]
-            voice = BABBLE_VOICES[(talker + len(stream)) % len(BABBLE_VOICES)]
+            text = language.babble_text[int(rng.integers(len(language.babble_text)))]
+            voice = f"{language.voice}+{BABBLE_VOICES[(talker + len(stream)) % len(BABBLE_VOICES)]}"
             x, sr = espeak(text, voice, int(rng.integers(35, 60)), int(rng.integers(150, 190)), tmp)
             x = resample(trim(x), sr, SR)
             stream.append(x / np.sqrt(np.mean(x**2)))
@@ -319,11 +380,12 @@ def slug(word: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", word.lower()).strip("_")
 
 
-def generate(out: Path, seed: int, cfg: Settings) -> list[dict[str, object]]:
+def generate(out: Path, seed: int, cfg: Settings, language: Language) -> list[dict[str, object]]:
     """Synthesise all clips into out/audio and return the manifest rows."""
+    words = language.words
     rng = np.random.default_rng(seed)
     speakers = make_speakers(rng, cfg)
-    n_clips = len(speakers) * len(WORDS)
+    n_clips = len(speakers) * len(words)
     # Per-file draws with exact shares: label flips, clipping, rate, channels, container.
     flipped = exact_mask(rng, n_clips, cfg.flip_share)
     clipped = exact_mask(rng, n_clips, cfg.clip_share)
@@ -342,14 +404,15 @@ def generate(out: Path, seed: int, cfg: Settings) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        babble = make_babble(tmp)
+        babble = make_babble(tmp, language)
         for s_idx, spk in enumerate(speakers):
-            for w_idx, word in enumerate(WORDS):
-                k = s_idx * len(WORDS) + w_idx
+            voice = f"{language.voice}+{spk.voice}"
+            for w_idx, word in enumerate(words):
+                k = s_idx * len(words) + w_idx
                 clip_rng = np.random.default_rng([seed, s_idx, w_idx])
                 abnormal = bool(clip_rng.random() < error_probability(spk, word, cfg))
                 phonemes, error_type = production(word, abnormal, spk.disorder and cfg.compound_errors)
-                raw, raw_sr = espeak(f"[[{phonemes}]]", spk.voice, spk.pitch, spk.rate, tmp)
+                raw, raw_sr = espeak(f"[[{phonemes}]]", voice, spk.pitch, spk.rate, tmp)
                 x = render_clip(clip_rng, vocal_tract(trim(raw), raw_sr, spk.alpha), spk, babble, cfg)
                 gain_db = spk.gain_db + clip_rng.uniform(-3.0, 3.0)
                 if clipped[k]:
@@ -405,13 +468,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: the repo's data/demo)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default: 0)")
     parser.add_argument("--speakers", type=int, default=Settings.n_speakers, help="number of speakers (default: 48)")
+    parser.add_argument(
+        "--language", default="en", help=f"word table and voice: {', '.join(LANGUAGES)} (default: en, the bundled set)"
+    )
     args = parser.parse_args(argv)
+    if args.language not in LANGUAGES:
+        print(f"error: --language {args.language!r} is not one of: {', '.join(LANGUAGES)}", file=sys.stderr)
+        return 2
     if shutil.which("espeak-ng") is None:
         print("error: espeak-ng not found on PATH; install it (Debian: apt-get install espeak-ng)", file=sys.stderr)
         return 2
     cfg = Settings(n_speakers=args.speakers)
     start = time.monotonic()
-    rows = generate(args.out, args.seed, cfg)
+    rows = generate(args.out, args.seed, cfg, LANGUAGES[args.language])
     write_manifest(args.out / "manifest.csv", rows)
     n_abn = sum(r["label"] == "abnormal" for r in rows)
     print(
