@@ -10,11 +10,13 @@ times:
 - `per_fold`: each fold given its own copy of the AudioData, so each computes every clip's log-mel itself, as the
   cache did before it moved to the trial (per fold, once per clip);
 - `per_batch`: no cache (the log-mel of every batch computed afresh, as before any cache).
-Reported, medians over the repeats: `trial_s` (the trial's wall time, every epoch of every fold) and
-`featurizer_s` (the part of it spent in the front end: log-mel, lookups, SpecAugment, rows; timed by forward
-hooks); `ratio` = per-fold ÷ per-trial trial time (> 1: sharing across folds is faster), and the same for the
-featurizer time and against `per_batch`. All three give the same numbers bit for bit on the CPU
-(tests/test_log_mel_cache.py), so only the time differs.
+Reported, medians over the repeats: `trial_s` (the trial's wall time, every epoch of every fold), `trial_cpu_s`
+(its process CPU time: on the shared, loaded machines here far steadier than wall time) and `featurizer_s` (the
+part spent in the front end: log-mel, lookups, SpecAugment, rows; timed by forward hooks, in process CPU seconds
+on the CPU, in synchronised wall seconds on a GPU). `ratio` = per-fold ÷ per-trial featurizer seconds (> 1:
+sharing across folds saves that much front-end work); `trial_ratio` the same for the trial's CPU time; the
+`per_batch_` ratios compare no cache with the per-trial one. All three give the same numbers bit for bit on the
+CPU (tests/test_log_mel_cache.py), so only the time differs.
 
 Usage:
     python bench/log_mel_cache.py                     # the bundled demo data, 3 epochs, 2 repeats, 1 thread
@@ -46,6 +48,15 @@ from core.train import resolve_device, train_fold  # noqa: E402
 MODES = ("per_trial", "per_fold", "per_batch")
 
 
+def clock(device: torch.device) -> float:
+    """Now, in the seconds the featurizer is timed in: process CPU time on the CPU (other engineers' load barely
+    moves it), wall time after the GPU's queued work on CUDA (where the work is not this process's CPU time)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+    return time.process_time()
+
+
 class FrontEndClock:
     """Seconds spent in the front end's forward (cached or not) while active: global forward hooks, so they time
     the modules train_fold builds inside itself. The cached one calls its inner featurizer's parts, not its
@@ -55,9 +66,7 @@ class FrontEndClock:
         self.device, self.seconds, self.started = device, 0.0, 0.0
 
     def _now(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
+        return clock(self.device)
 
     def __enter__(self) -> FrontEndClock:
         front_ends = (LogMelFeaturizer, log_mel_cache.CachedLogMelFeaturizer)
@@ -79,20 +88,20 @@ class FrontEndClock:
             handle.remove()
 
 
-def trial(config: Config, data: AudioData, mode: str, device: torch.device) -> tuple[float, float]:
-    """(wall seconds, front-end seconds) of one trial: every fold of `data`, `config.train.epochs` epochs each."""
+def trial(config: Config, data: AudioData, mode: str, device: torch.device) -> tuple[float, float, float]:
+    """(wall, CPU and front-end seconds) of one trial: every fold of `data`, `config.train.epochs` epochs each."""
     log_mel_cache.MAX_CACHE_BYTES = 0 if mode == "per_batch" else 1 << 30
     shared = dataclasses.replace(data)  # a fresh AudioData, as each trial prepares its own: nothing cached yet
     runs = [train_fold(config, dataclasses.replace(data) if mode == "per_fold" else shared, fold)
             for fold in data.splits.folds]
-    with FrontEndClock(device) as clock:
-        start = time.perf_counter()
+    with FrontEndClock(device) as front_end:
+        start, cpu_start = time.perf_counter(), time.process_time()
         for _ in range(config.train.epochs):
             for run in runs:
                 next(run)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        return time.perf_counter() - start, clock.seconds
+        return time.perf_counter() - start, time.process_time() - cpu_start, front_end.seconds
 
 
 def main() -> None:
@@ -110,21 +119,23 @@ def main() -> None:
         "model.projection_dim": 64, "loss.name": "balancing", "features.conditioning": "embed",
         "optim.lr": 3e-3, "train.batch_size": 16, "train.epochs": args.epochs, "train.device": str(device)}))
     data = prepare_data(config)
-    runs: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
+    runs: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in MODES}
     for repeat in range(args.repeats):
         for mode in MODES:  # in turns, so a machine whose speed drifts slows every mode alike
             runs[mode].append(trial(config, data, mode, device))
-            print(f"repeat {repeat + 1} {mode}: {runs[mode][-1][0]:.1f} s", file=sys.stderr)
-    trial_s = {mode: statistics.median(wall for wall, _ in times) for mode, times in runs.items()}
-    featurizer_s = {mode: statistics.median(front for _, front in times) for mode, times in runs.items()}
+            wall, cpu, front = runs[mode][-1]
+            print(f"repeat {repeat + 1} {mode}: {wall:.1f} s, {cpu:.1f} s CPU, front end {front:.2f} s",
+                  file=sys.stderr)
+    medians = {name: {mode: statistics.median(run[column] for run in times) for mode, times in runs.items()}
+               for column, name in enumerate(("trial_s", "trial_cpu_s", "featurizer_s"))}
+    cpu, front = medians["trial_cpu_s"], medians["featurizer_s"]
     print(json.dumps({
         "device": device.type, "folds": len(data.splits.folds), "epochs": args.epochs, "repeats": args.repeats,
-        "trial_s": {mode: round(value, 2) for mode, value in trial_s.items()},
-        "featurizer_s": {mode: round(value, 2) for mode, value in featurizer_s.items()},
-        "ratio": round(trial_s["per_fold"] / trial_s["per_trial"], 3),
-        "featurizer_ratio": round(featurizer_s["per_fold"] / featurizer_s["per_trial"], 3),
-        "per_batch_ratio": round(trial_s["per_batch"] / trial_s["per_trial"], 3),
-        "per_batch_featurizer_ratio": round(featurizer_s["per_batch"] / featurizer_s["per_trial"], 3)}))
+        **{name: {mode: round(value, 2) for mode, value in values.items()} for name, values in medians.items()},
+        "ratio": round(front["per_fold"] / front["per_trial"], 3),
+        "trial_ratio": round(cpu["per_fold"] / cpu["per_trial"], 3),
+        "per_batch_ratio": round(front["per_batch"] / front["per_trial"], 3),
+        "per_batch_trial_ratio": round(cpu["per_batch"] / cpu["per_trial"], 3)}))
 
 
 if __name__ == "__main__":
