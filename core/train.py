@@ -130,7 +130,9 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
     # A result's model and featurizer read waveforms; a frozen encoder may instead train its head on cached outputs.
     waveform_featurizer = featurizer
     model, featurizer = with_cached_encoder(config, data, model, featurizer, device)
-    front_end = cached_front_end(featurizer, data)  # the log-mel once per clip; results keep the waveform one
+    # The log-mel once per clip for the whole trial (the store is data's, shared by its folds); results keep the
+    # waveform featurizer.
+    front_end = cached_front_end(featurizer, data, device)
     loss_fn = LOSSES.get(config.loss.name)(config, stats).to(device)
     steps_per_epoch = math.ceil(len(fold.train) / t.batch_size)
     optimizer = OPTIMIZERS.get(config.optim.name)((p for p in model.parameters() if p.requires_grad), config.optim)

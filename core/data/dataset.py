@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,9 @@ class AudioData:
     speakers: np.ndarray | None
     splits: Splits
     shuffle: bool = True  # data.shuffle: False keeps training batches in row order too (see core/data/samplers.py)
+    # Front-end key -> each clip's log-mel, shared by every fold given this object (core/log_mel_cache.py). Not an
+    # __init__ argument: dataclasses.replace (other waveforms, say) starts with none.
+    log_mels: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def regression(self) -> bool:
