@@ -26,7 +26,7 @@ from ray.tune import ResultGrid, Tuner
 from core.checks import check_run
 from core.command_line import plain_json
 from core.config import Config
-from core.data.dataset import AudioData, prepare_data
+from core.data.dataset import AudioData, CheckedData, prepare_data
 from core.data.recorded import record
 from core.errors import ConfigError, UserError
 from core.models import MODELS
@@ -236,7 +236,9 @@ def search(settings: RunSettings, space: SearchSpace, store: RunStore, data: Aud
           f"results in {store.location}", flush=True)
     print(f"resources per trial: {describe_resources(settings)}", flush=True)
     started = time.time()
-    tuner = restore_tuner(settings, store) if args.resume else build_tuner(settings, space, store)
+    checked = CheckedData.of(settings.config, data)  # trials reuse what was checked here: no clip is read again
+    tuner = (restore_tuner(settings, store, checked) if args.resume else
+             build_tuner(settings, space, store, checked))
     interruption = Interruption()
     StorageFull.reset()
     hide_storage_full_logs()
