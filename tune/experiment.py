@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import json
 import os
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -26,7 +28,7 @@ from ray.tune import ResultGrid, Tuner
 from core.checks import check_run
 from core.command_line import plain_json
 from core.config import Config
-from core.data.dataset import AudioData, prepare_data
+from core.data.dataset import AudioData, CheckedData, prepare_data
 from core.data.recorded import record
 from core.errors import ConfigError, UserError
 from core.models import MODELS
@@ -38,16 +40,17 @@ from tune.cluster import check_reachable, cluster_gpus, cluster_nodes, local_gpu
 from tune.export import build_export, out_of_fold
 from tune.interrupt import Interruption
 from tune.leaderboard import build_leaderboard, format_leaderboard, to_csv_bytes, to_parquet_bytes
-from tune.pareto import describe_front, mark_pareto, write_pareto
 from tune.pinning import PinnedSpace
-from tune.plots import write_search_plots
-from tune.report import write_run_report
 from tune.resources import check_device, check_fits, resolve_gpus, trial_resources
 from tune.search import build_tuner, check_objective_data, objective, objectives, restore_tuner
 from tune.storage import RunStore
 from tune.storage_full import StorageFull, hide_storage_full_logs, out_of_space
 from tune.study import STUDY_FILE
 from tune.trainable import selected_predictions, trial_config
+
+# What only the results need (matplotlib comes with them: 1-2 s of a search's start here): imported by a thread while
+# the trials train, when the driver only waits, rather than before the checks (see `search`).
+RESULT_MODULES = ("tune.pareto", "tune.plots", "tune.report")
 
 SETTINGS_FILE = "run.json"
 SPLITS_FILE = "splits.json"
@@ -236,7 +239,10 @@ def search(settings: RunSettings, space: SearchSpace, store: RunStore, data: Aud
           f"results in {store.location}", flush=True)
     print(f"resources per trial: {describe_resources(settings)}", flush=True)
     started = time.time()
-    tuner = restore_tuner(settings, store) if args.resume else build_tuner(settings, space, store)
+    checked = CheckedData.of(settings.config, data)  # trials reuse what was checked here: no clip is read again
+    tuner = (restore_tuner(settings, store, checked) if args.resume else
+             build_tuner(settings, space, store, checked))
+    threading.Thread(target=import_modules, args=(RESULT_MODULES,), name="result-imports", daemon=True).start()
     interruption = Interruption()
     StorageFull.reset()
     hide_storage_full_logs()
@@ -261,6 +267,11 @@ def search(settings: RunSettings, space: SearchSpace, store: RunStore, data: Aud
         if not out_of_space(error):
             raise
         return storage_full(settings, store, args.address, "the search ended but its results could not be written")
+
+
+def import_modules(names: Sequence[str]) -> None:
+    for name in names:
+        importlib.import_module(name)
 
 
 def stopped_at(settings: RunSettings) -> str:
@@ -315,6 +326,10 @@ def write_out_of_fold(store: RunStore, grid: ResultGrid, export: dict, data: Aud
 
 def finish(settings: RunSettings, space: SearchSpace, store: RunStore, grid: ResultGrid, started: float,
            data: AudioData) -> int:
+    from tune.pareto import describe_front, mark_pareto, write_pareto  # RESULT_MODULES: imported during the search
+    from tune.plots import write_search_plots
+    from tune.report import write_run_report
+
     metric = settings.config.train.metric
     _, mode = objective(settings)
     others = settings.objectives[1:]  # further objectives: leaderboard columns, a Pareto front (tune/pareto.py)

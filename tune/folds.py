@@ -18,7 +18,7 @@ import torch
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from core.config import Config
-from core.data.dataset import AudioData, prepare_data
+from core.data.dataset import AudioData, CheckedData, prepare_data, reopen
 from core.train import EpochResult, train_fold
 
 
@@ -65,9 +65,11 @@ class Folds(Protocol):
     def close(self) -> None: ...
 
 
-def trial_data(config: Config) -> AudioData:
+def trial_data(config: Config, checked: CheckedData | None = None) -> AudioData:
     """A trial's data. The driver validated every clip and the recorded split (data.splits_file) before Ray
-    started, so a trial skips both checks; it reuses this node's decode cache."""
+    started, so a trial skips both checks; given the driver's `checked` data, it looks at no clip at all."""
+    if checked is not None:
+        return reopen(checked, config)
     return prepare_data(config, check_audio=False, allow_changed_data=True)
 
 
@@ -97,9 +99,10 @@ class FoldWorker:
     """A Ray actor training one fold. It prepares the data itself, so a fold on another node builds or reuses
     that node's decode cache from the manifest: nothing assumes the trial's disk is visible there."""
 
-    def __init__(self, config: Config, index: int, state: dict[str, Any] | None, threads: int) -> None:
+    def __init__(self, config: Config, index: int, state: dict[str, Any] | None, threads: int,
+                 checked: CheckedData | None = None) -> None:
         torch.set_num_threads(threads)
-        self.run = _fold_run(config, trial_data(config), index, state)
+        self.run = _fold_run(config, trial_data(config, checked), index, state)
 
     def step(self) -> FoldReport | None:
         result = next(self.run, None)
@@ -110,7 +113,8 @@ class ActorFolds:
     """--fold-parallel: fold i runs as an actor in bundle i + 1 of the trial's placement group (bundle 0 is the
     trial itself). The actors are owned by the trial, so they die with it and restart with it."""
 
-    def __init__(self, config: Config, states: dict[int, dict[str, Any] | None]) -> None:
+    def __init__(self, config: Config, states: dict[int, dict[str, Any] | None],
+                 checked: CheckedData | None = None) -> None:
         group = ray.util.get_current_placement_group()
         if group is None:
             raise RuntimeError("--fold-parallel trial started without a placement group")
@@ -124,7 +128,7 @@ class ActorFolds:
             self.actors[index] = remote.options(
                 num_cpus=spec.get("CPU", 0), num_gpus=spec.get("GPU", 0), scheduling_strategy=strategy,
                 max_restarts=0,  # a lost fold fails the trial, which Tune restarts from its checkpoint
-            ).remote(config, index, state, max(1, int(spec.get("CPU", 1))))
+            ).remote(config, index, state, max(1, int(spec.get("CPU", 1))), checked)
 
     def step(self, folds: Sequence[int]) -> dict[int, FoldReport | None]:
         pending = {index: self.actors[index].step.remote() for index in folds}

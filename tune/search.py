@@ -15,7 +15,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from core.data.dataset import AudioData
+from core.data.dataset import AudioData, CheckedData
 from core.errors import UserError
 from core.metrics import METRICS
 from search_spaces import SearchSpace
@@ -143,11 +143,12 @@ def pruning_key(settings: RunSettings) -> str:
     return f"{settings.config.train.metric}_mean"
 
 
-def trainable(settings: RunSettings) -> tune.Trainable:
-    """The trainable with its resources: one bundle, or (--fold-parallel) a driver bundle plus one per fold."""
+def trainable(settings: RunSettings, checked: CheckedData | None = None) -> tune.Trainable:
+    """The trainable with its resources: one bundle, or (--fold-parallel) a driver bundle plus one per fold;
+    `checked`: the data the driver validated, handed to every trial (tune/trainable.py)."""
     gpus = settings.gpus_per_trial or 0.0
     with_base = tune.with_parameters(cross_validate, base=settings.base, cpus=settings.cpus_per_trial,
-                                     fold_parallel=settings.fold_parallel)
+                                     fold_parallel=settings.fold_parallel, checked=checked)
     resources = trial_resources(settings.cpus_per_trial, gpus, settings.config.data.k_fold, settings.fold_parallel)
     return tune.with_resources(with_base, resources)
 
@@ -156,11 +157,12 @@ def trial_dirname(trial: Trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def build_tuner(settings: RunSettings, space: SearchSpace, store: RunStore) -> tune.Tuner:
+def build_tuner(settings: RunSettings, space: SearchSpace, store: RunStore, checked: CheckedData | None = None
+                ) -> tune.Tuner:
     print(objectives_line(settings), flush=True)
     searcher, scheduler = build_searcher(settings), build_scheduler(settings)
     return tune.Tuner(
-        trainable(settings),
+        trainable(settings, checked),
         # No metric/mode here: the searcher and the scheduler have their own (Tune refuses both being set).
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                     num_samples=settings.num_samples,
@@ -185,10 +187,10 @@ def run_config(settings: RunSettings, store: RunStore) -> tune.RunConfig:
                                       settings.mlflow_uri)])
 
 
-def restore_tuner(settings: RunSettings, store: RunStore) -> tune.Tuner:
+def restore_tuner(settings: RunSettings, store: RunStore, checked: CheckedData | None = None) -> tune.Tuner:
     """Continue a stopped or killed search: finished trials kept, unfinished ones resumed from checkpoints (a trial
     stopped by a full disk is unfinished: see StopWhenStorageFull)."""
     check_trackers(settings.trackers)  # Tune unpickles the run's logger callbacks: their packages must be here
-    return tune.Tuner.restore(store.location, trainable=trainable(settings), resume_unfinished=True,
+    return tune.Tuner.restore(store.location, trainable=trainable(settings, checked), resume_unfinished=True,
                               resume_errored=False, restart_errored=False,
                               storage_filesystem=storage_filesystem(store.storage))

@@ -23,6 +23,7 @@ from ray import tune
 
 from core.checks import check_config
 from core.config import Config
+from core.data.dataset import CheckedData
 from core.metrics import METRICS
 from core.scoring import CrossValidatedScore, cross_validated_score
 from core.train import NonFiniteLossError
@@ -78,15 +79,16 @@ class TrialProgress:
             self.selected_epoch = score.epoch
 
 
-def cross_validate(params: dict[str, Any], base: dict[str, Any], cpus: float = 1, fold_parallel: bool = False
-                   ) -> None:
-    """Ray Tune function trainable. `params` are the sampled overrides, `base` the search's config as a dict."""
+def cross_validate(params: dict[str, Any], base: dict[str, Any], cpus: float = 1, fold_parallel: bool = False,
+                   checked: CheckedData | None = None) -> None:
+    """Ray Tune function trainable. `params` are the sampled overrides, `base` the search's config as a dict,
+    `checked` the data the driver validated (its manifest, splits and decode cache: no clip is looked at again)."""
     torch.set_num_threads(max(1, int(cpus)))
     config = trial_config(params, base)
     progress = TrialProgress.of(config)
     states = restore(config.data.k_fold, progress)
-    folds: Folds = (ActorFolds(config, states) if fold_parallel else
-                    LocalFolds(config, trial_data(config), states))
+    folds: Folds = (ActorFolds(config, states, checked) if fold_parallel else
+                    LocalFolds(config, trial_data(config, checked), states))
     try:
         lockstep(folds, set(states), progress)
     except NonFiniteLossError as error:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from core.config import Config
+from core.config import Config, DataConfig
 from core.data.cache import WaveformStore, open_cache
 from core.data.manifest import OPTIONAL_COLUMNS, Columns, Manifest, load_manifest
 from core.data.recorded import apply_recorded, read_recorded
@@ -206,6 +207,48 @@ def prepare_data(config: Config, progress: Callable[[str], None] | None = None,
     splits = recorded or draw_splits(config, manifest, targets, classes, speakers, origin)
     return AudioData(manifest=manifest, waveforms=waveforms, targets=targets, classes=classes,
                      word_ids=word_ids, words=words, ages=ages, speakers=speakers, splits=splits, shuffle=d.shuffle)
+
+
+@dataclass(frozen=True)
+class CheckedData:
+    """Prepared data as the process that checked it hands it on (a search's driver to its Ray trials): the validated
+    manifest, encodings and splits, and the path of the decode cache it opened, without the memory map itself (small
+    to pickle). `reopen` gives the `AudioData` back with no clip looked at again: no per-clip I/O at a trial's start."""
+
+    data_config: DataConfig  # config.data it was prepared with: a config with other data settings prepares its own
+    cache_file: str  # absolute path of the decode cache (core/data/cache.py) on the checking process's machine
+    data: dict[str, Any]  # AudioData's fields but `waveforms`
+
+    @classmethod
+    def of(cls, config: Config, data: AudioData) -> CheckedData:
+        kept = {item.name: getattr(data, item.name) for item in fields(data) if item.name != "waveforms"}
+        return cls(data_config=config.data, cache_file=str(Path(data.waveforms.path).resolve()), data=kept)
+
+
+def reopen(checked: CheckedData, config: Config, progress: Callable[[str], None] | None = None) -> AudioData:
+    """`checked`'s data for a process with `config` (a trial's), mapping its decode cache where that file is here.
+
+    On another machine (a node of a cluster, whose cache folder is its own) the cache is looked up, or built, from
+    the checked manifest there (that stats each clip for the cache key, as `prepare_data` does). A config whose
+    data settings differ from the checked ones (a space that searches `data.*`) gets `prepare_data`'s own data,
+    without the audio checks the driver ran."""
+    if config.data != checked.data_config:
+        return prepare_data(config, progress, check_audio=False, allow_changed_data=True)
+    manifest: Manifest = checked.data["manifest"]
+    d = config.data
+    waveforms = _mapped(Path(checked.cache_file), len(manifest), int(round(d.sample_rate * d.max_seconds)))
+    if waveforms is None:
+        waveforms = open_cache(manifest.paths, d.sample_rate, d.max_seconds, d.cache_dir or None, progress,
+                               d.cache_dtype, d.cache_workers, manifest.embedded)
+    return AudioData(waveforms=waveforms, **checked.data)
+
+
+def _mapped(path: Path, clips: int, num_samples: int) -> WaveformStore | None:
+    """The cache file at `path` if it exists here and holds `clips` rows of `num_samples` samples, else None."""
+    if not path.is_file():
+        return None
+    store = WaveformStore(path)
+    return store if len(store) == clips and store.num_samples == num_samples else None
 
 
 def clips_for_inference(manifest: Manifest, classes: list[str], words: list[str], covariates: bool,
