@@ -221,7 +221,7 @@ class CheckedData:
 
     @classmethod
     def of(cls, config: Config, data: AudioData) -> CheckedData:
-        kept = {item.name: getattr(data, item.name) for item in fields(data) if item.name != "waveforms"}
+        kept = {item.name: getattr(data, item.name) for item in fields(data) if item.init and item.name != "waveforms"}
         return cls(data_config=config.data, cache_file=str(Path(data.waveforms.path).resolve()), data=kept)
 
 
