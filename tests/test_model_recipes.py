@@ -191,6 +191,13 @@ def test_mean_pooling_averages_every_frame() -> None:
     torch.testing.assert_close(pooled, hidden.mean(dim=1), rtol=0, atol=1e-6)
 
 
+def test_max_pooling_takes_the_largest_value_over_real_audio_frames_only() -> None:
+    pooled, hidden = pooled_and_hidden("max", [4800, 1601, 8000])
+    for row, frames in enumerate([15, 6, 25]):
+        torch.testing.assert_close(pooled[row], hidden[row, :frames].amax(dim=0), rtol=0, atol=0)
+    assert not torch.equal(pooled[1], hidden[1].amax(dim=0))  # the padding frames would have won somewhere
+
+
 def test_unknown_pooling_names_the_field_and_the_choices() -> None:
-    with pytest.raises(ConfigError, match=r"model\.pooling='max'.*audio, mean"):
-        check_config(Config().with_overrides({"model.pooling": "max"}))  # before any model is built
+    with pytest.raises(ConfigError, match=r"model\.pooling='attention'.*audio, max, mean"):
+        check_config(Config().with_overrides({"model.pooling": "attention"}))  # before any model is built

@@ -111,6 +111,12 @@ def audio_pooling(hidden: torch.Tensor, real_frames: torch.Tensor) -> torch.Tens
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1)
 
 
+@POOLINGS.register("max")
+def max_pooling(hidden: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor:
+    mask = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < real_frames[:, None]
+    return hidden.masked_fill(~mask.unsqueeze(-1), torch.finfo(hidden.dtype).min).amax(dim=1)
+
+
 class WhisperClassifier(FrozenPartsStayEval):
     def __init__(self, encoder: WhisperEncoder, head: ConditionedHead, freeze_encoder: bool,
                  train_positions: bool = False, pooling: str = "mean", hop_length: int = 160) -> None:
