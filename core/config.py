@@ -64,9 +64,9 @@ class FeatureConfig:
     n_mels: int = 80
     n_fft: int = 400
     hop_length: int = 160  # resnet50 computes its own hop so that a clip gives 224 frames
-    conditioning: str = "none"  # none | rows (age + word rows appended to the spectrogram) | embed (learned)
+    conditioning: str = "none"  # none | rows (age, word rows in the log-mel) | embed (learned, joined) | film (scales)
     age_momentum: float = 1.0  # rows: the age row is the normalised age times this
-    embed_dim: int = 16  # embed: size of the learned age and word embeddings
+    embed_dim: int = 16  # embed, film: size of the learned age and word embeddings
 
 
 @dataclass
@@ -91,7 +91,7 @@ class ModelConfig:
     encoder_cache: bool = True  # frozen encoder, input unaugmented: its outputs cached per clip, only the head trains
     freeze_feature_encoder: bool = True  # wav2vec2: keep the convolutional feature encoder fixed
     train_positions: bool = False  # whisper: train the positional table (fixed sinusoids in Whisper: frozen)
-    pooling: str = "audio"  # whisper: audio (frames of real audio, not the padding) | mean (all frames, the original)
+    pooling: str = "audio"  # whisper: audio (mean of real-audio frames, no padding) | max (their max) | mean (all)
 
 
 @dataclass

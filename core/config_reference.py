@@ -25,7 +25,8 @@ from core.config import Config
 # Keys whose value names a registry entry, with the names registered there (checked by tests/test_commands.py).
 REGISTERED: dict[str, list[str]] = {
     "model.name": ["resnet50", "wav2vec2", "whisper"],
-    "model.pooling": ["audio", "mean"],
+    "model.pooling": ["audio", "max", "mean"],
+    "features.conditioning": ["embed", "film", "none", "rows"],
     "loss.name": ["balancing", "ce", "class_balanced", "contrastive", "difficulty", "focal", "huber", "l1", "mse"],
     "optim.name": ["adam", "adamw", "sam", "sgd"],
     "optim.sam_base": ["adam", "adamw", "sgd"],

@@ -130,10 +130,12 @@ def test_registered_names_in_help_are_the_registries() -> None:
     from core.losses import LOSSES
     from core.metrics import METRICS
     from core.models import MODELS
+    from core.models.conditioning import CONDITIONING
     from core.models.whisper import POOLINGS
     from core.optim import OPTIMIZERS, SCHEDULERS
 
-    live = {"model.name": MODELS.names(), "model.pooling": POOLINGS.names(), "loss.name": LOSSES.names(),
+    live = {"model.name": MODELS.names(), "model.pooling": POOLINGS.names(),
+            "features.conditioning": CONDITIONING.names(), "loss.name": LOSSES.names(),
             "optim.name": OPTIMIZERS.names(),
             "optim.sam_base": [name for name in OPTIMIZERS.names() if name != "sam"],
             "optim.scheduler": SCHEDULERS.names(), "train.metric": METRICS.names(),

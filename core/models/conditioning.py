@@ -91,6 +91,23 @@ class ConditioningEmbedding(nn.Module):
         return torch.cat([age, self.word(batch.word_ids)], dim=-1)
 
 
+class FeatureModulation(nn.Module):
+    """(pooled [B, d], batch) -> pooled * (1 + scale) + shift, scale and shift [B, d] linear in the age/word
+    embedding (FiLM, Perez et al. 2018): the word then changes which audio features count, not only the threshold.
+    Zero-initialised, so an untrained model starts from the unmodulated features."""
+
+    def __init__(self, covariates: ConditioningEmbedding, dim: int) -> None:
+        super().__init__()
+        self.covariates = covariates
+        self.film = nn.Linear(covariates.dim, 2 * dim)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, pooled: torch.Tensor, batch: Batch) -> torch.Tensor:
+        scale, shift = self.film(self.covariates(batch).to(pooled.dtype)).chunk(2, dim=-1)
+        return pooled * (1 + scale) + shift
+
+
 class ConditionedHead(ProjectionHead):
     """The head of every model: `ProjectionHead` over the pooled audio features, joined by the age/word embedding
     when there is one. A regressor's output is `mean + std * raw` with the training targets' mean and std, so an
@@ -98,16 +115,20 @@ class ConditionedHead(ProjectionHead):
     A classifier without embedding has exactly `ProjectionHead`'s parameters and state-dict keys."""
 
     def __init__(self, in_dim: int, projection_dim: int, num_outputs: int, dropout: float,
-                 covariates: ConditioningEmbedding | None, target_scale: tuple[float, float] | None = None) -> None:
-        super().__init__(in_dim + (covariates.dim if covariates is not None else 0), projection_dim, num_outputs,
-                         dropout)
-        self.covariates = covariates
+                 covariates: ConditioningEmbedding | None, target_scale: tuple[float, float] | None = None,
+                 modulate: bool = False) -> None:
+        joined = covariates is not None and not modulate
+        super().__init__(in_dim + (covariates.dim if joined else 0), projection_dim, num_outputs, dropout)
+        self.covariates = covariates if joined else None
+        self.modulation = FeatureModulation(covariates, in_dim) if modulate and covariates is not None else None
         self.regressor = target_scale is not None
         if target_scale is not None:
             self.register_buffer("target_mean", torch.tensor(target_scale[0], dtype=torch.float32))
             self.register_buffer("target_std", torch.tensor(target_scale[1], dtype=torch.float32))
 
     def forward(self, pooled: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        if self.modulation is not None:
+            pooled = self.modulation(pooled, batch)
         if self.covariates is not None:
             pooled = torch.cat([pooled, self.covariates(batch).to(pooled.dtype)], dim=-1)
         outputs = super().forward(pooled)
@@ -121,6 +142,7 @@ class ConditioningMode:
     extra_rows: int  # rows appended to the spectrogram
     rows: Callable[[Config, FoldStatistics | None], ConditioningRows] | None
     embedding: Callable[[Config, FoldStatistics | None], ConditioningEmbedding] | None
+    modulate: bool = False  # the embedding scales and shifts the pooled features (FiLM) instead of joining them
 
 
 CONDITIONING: Registry[ConditioningMode] = Registry("conditioning mode")
@@ -131,6 +153,12 @@ CONDITIONING.register("rows")(ConditioningMode(
                                                 config.features.age_momentum)))
 CONDITIONING.register("embed")(ConditioningMode(
     extra_rows=0, rows=None,
+    embedding=lambda config, stats: ConditioningEmbedding(CovariateCodes.from_stats(config, stats),
+                                                          config.features.embed_dim)))
+
+
+CONDITIONING.register("film")(ConditioningMode(
+    extra_rows=0, rows=None, modulate=True,
     embedding=lambda config, stats: ConditioningEmbedding(CovariateCodes.from_stats(config, stats),
                                                           config.features.embed_dim)))
 
@@ -156,11 +184,12 @@ def target_scale(stats: FoldStatistics | None) -> tuple[float, float]:
 def conditioned_head(config: Config, stats: FoldStatistics | None, in_dim: int, num_outputs: int) -> ConditionedHead:
     """Projection + head for `in_dim` pooled features, with the age/word embedding when the mode asks for it and
     the target scale when the head is a regressor."""
-    make = CONDITIONING.get(config.features.conditioning).embedding
+    mode = CONDITIONING.get(config.features.conditioning)
     m = config.model
     scale = target_scale(stats) if m.head == "regressor" else None
     return ConditionedHead(in_dim, m.projection_dim, num_outputs, m.dropout,
-                           make(config, stats) if make is not None else None, scale)
+                           mode.embedding(config, stats) if mode.embedding is not None else None, scale,
+                           mode.modulate)
 
 
 def check_conditioning(config: Config, takes_rows: bool, why_not: str = "") -> None:
