@@ -180,6 +180,31 @@ def test_embed_sees_the_hand_normalised_age(toy_data: AudioData, toy_config_fact
     torch.testing.assert_close(seen[0][:, 0], torch.tensor(ages, dtype=torch.float32))
 
 
+def test_film_starts_unmodulated_and_then_scales_by_word(toy_data: AudioData,
+                                                        toy_config_factory: ConfigFactory) -> None:
+    """film: zero-initialised, the head first sees the plain pooled audio (same width as without conditioning);
+    once its weights move, another word scales and shifts the same audio features differently."""
+    fold = toy_data.splits.folds[0]
+    model, featurizer = built("whisper", toy_config_factory(**{"features.conditioning": "film",
+                                                               "features.embed_dim": 8}), toy_data, fold.train)
+    plain, _ = built("whisper", toy_config_factory(), toy_data, fold.train)
+    assert model.head.projection[0].in_features == plain.head.projection[0].in_features
+    received: list[torch.Tensor] = []
+    model.head.projection.register_forward_pre_hook(lambda module, args: received.append(args[0]))
+    batch = make_batch(toy_data, fold.valid[:4], CPU)
+    other_word = with_covariates(batch, words=(batch.word_ids + 1) % 3)
+    pooled: list[torch.Tensor] = []
+    model.head.modulation.register_forward_pre_hook(lambda module, args: pooled.append(args[0]))
+    with torch.no_grad():
+        forward_batch(model, featurizer, batch)
+        torch.testing.assert_close(received[0], pooled[0], rtol=0, atol=0)  # identity at initialisation
+        torch.nn.init.normal_(model.head.modulation.film.weight, std=0.5)
+        forward_batch(model, featurizer, batch)
+        forward_batch(model, featurizer, other_word)
+    torch.testing.assert_close(pooled[1], pooled[2])  # same audio
+    assert not torch.isclose(received[1], received[2]).all(dim=-1).any()  # each clip's features moved with its word
+
+
 # --- errors -----------------------------------------------------------------------------------------------------
 def test_conditioning_needs_statistics_and_ages(toy_data: AudioData, toy_config_factory: ConfigFactory) -> None:
     rows, embed = toy_config_factory(**ROWS), toy_config_factory(**EMBED)
