@@ -25,7 +25,7 @@ from core.config import Config, require
 from core.data.dataset import AudioData
 from core.data.samplers import SAMPLERS
 from core.errors import ConfigError, DataError
-from core.features import WhisperLogMel
+from core.features import LOG_MELS, WhisperLogMel
 from core.losses import LOSSES
 from core.metrics import METRICS
 from core.models import MODELS
@@ -67,7 +67,8 @@ def head_task(config: Config) -> str:
 def _registered_names(c: Config) -> None:
     registries: tuple[tuple[str, Registry], ...] = (
         ("model.name", MODELS), ("loss.name", LOSSES), ("optim.name", OPTIMIZERS), ("optim.sam_base", OPTIMIZERS),
-        ("optim.scheduler", SCHEDULERS), ("train.metric", METRICS), ("train.sampler", SAMPLERS))
+        ("optim.scheduler", SCHEDULERS), ("train.metric", METRICS), ("train.sampler", SAMPLERS),
+        ("features.normalize", LOG_MELS))
     for key, registry in registries:
         registry.check(key, c.get(key))
 

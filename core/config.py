@@ -64,6 +64,7 @@ class FeatureConfig:
     n_mels: int = 80
     n_fft: int = 400
     hop_length: int = 160  # resnet50 computes its own hop so that a clip gives 224 frames
+    normalize: str = "whisper"  # whisper (the recipe its weights expect) | clip (per clip, band means removed)
     conditioning: str = "none"  # none | rows (age, word rows in the log-mel) | embed (learned, joined) | film (scales)
     age_momentum: float = 1.0  # rows: the age row is the normalised age times this
     embed_dim: int = 16  # embed, film: size of the learned age and word embeddings

@@ -27,6 +27,7 @@ REGISTERED: dict[str, list[str]] = {
     "model.name": ["resnet50", "wav2vec2", "whisper"],
     "model.pooling": ["audio", "max", "mean"],
     "features.conditioning": ["embed", "film", "none", "rows"],
+    "features.normalize": ["clip", "whisper"],
     "loss.name": ["balancing", "ce", "class_balanced", "contrastive", "difficulty", "focal", "huber", "l1", "mse"],
     "optim.name": ["adam", "adamw", "sam", "sgd"],
     "optim.sam_base": ["adam", "adamw", "sgd"],

@@ -9,6 +9,7 @@ from torch import nn
 
 from core.config import AugmentConfig, Config
 from core.data.batches import Batch
+from core.registry import Registry
 
 
 def fp32(device: torch.device) -> torch.autocast:
@@ -35,6 +36,35 @@ class WhisperLogMel(nn.Module):
         log = spec.clamp(min=1e-10).log10()
         log = torch.maximum(log, log.amax(dim=(-2, -1), keepdim=True) - 8.0)
         return (log + 4.0) / 4.0
+
+
+class ClipNormalizedLogMel(WhisperLogMel):
+    """Whisper's log-mel, then normalised per clip over its real frames: each mel band's mean removed (the
+    microphone's and the room's colouring, the speaker's vocal tract, all constant over a word) and the clip scaled
+    to unit variance; padding frames read 0. For models trained from scratch: per-clip statistics are what the
+    data card's baselines use. A clip's real frames end at its last non-zero sample (the decode cache pads with
+    exact zeros), so the featurizer needs no lengths."""
+
+    def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, frames: int) -> None:
+        super().__init__(sample_rate, n_fft, hop_length, n_mels, frames)
+        self.hop_length = hop_length
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        log = super().forward(waveforms)
+        samples = torch.arange(1, waveforms.shape[-1] + 1, device=waveforms.device)
+        last = (samples * (waveforms != 0)).amax(dim=-1)  # 1-based index of the last non-zero sample; 0 if silent
+        real = torch.arange(log.shape[-1], device=log.device)[None, :] * self.hop_length < last[:, None]
+        real = real.unsqueeze(-2).to(log.dtype)  # [B, 1, frames]
+        count = real.sum(dim=-1, keepdim=True).clamp(min=1)
+        centred = (log - (log * real).sum(dim=-1, keepdim=True) / count) * real
+        std = (centred.pow(2).sum(dim=(-2, -1), keepdim=True) / (count * log.shape[-2])).sqrt()
+        return centred / (std + 1e-5)
+
+
+# features.normalize -> the log-mel recipe.
+LOG_MELS: Registry[type[WhisperLogMel]] = Registry("log-mel normalisation")
+LOG_MELS.register("whisper")(WhisperLogMel)
+LOG_MELS.register("clip")(ClipNormalizedLogMel)
 
 
 def mask_along(features: torch.Tensor, widest: int, dim: int) -> torch.Tensor:
@@ -99,7 +129,7 @@ def build_log_mel_featurizer(config: Config, frames: int, rows: nn.Module | None
                              hop_length: int | None = None) -> nn.Module:
     """Log-mel of `frames` frames at `hop_length` (default `features.hop_length`), then SpecAugment, then `rows`."""
     f = config.features
-    log_mel = WhisperLogMel(config.data.sample_rate, f.n_fft, hop_length or f.hop_length, f.n_mels, frames)
+    log_mel = LOG_MELS.get(f.normalize)(config.data.sample_rate, f.n_fft, hop_length or f.hop_length, f.n_mels, frames)
     return LogMelFeaturizer(log_mel, SpecAugment(config.augment), rows)
 
 

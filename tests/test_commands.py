@@ -127,6 +127,7 @@ def test_commands_pass_arguments_through(capsys: pytest.CaptureFixture[str], tmp
 def test_registered_names_in_help_are_the_registries() -> None:
     from core.config_reference import REGISTERED
     from core.data.samplers import SAMPLERS
+    from core.features import LOG_MELS
     from core.losses import LOSSES
     from core.metrics import METRICS
     from core.models import MODELS
@@ -135,7 +136,8 @@ def test_registered_names_in_help_are_the_registries() -> None:
     from core.optim import OPTIMIZERS, SCHEDULERS
 
     live = {"model.name": MODELS.names(), "model.pooling": POOLINGS.names(),
-            "features.conditioning": CONDITIONING.names(), "loss.name": LOSSES.names(),
+            "features.conditioning": CONDITIONING.names(), "features.normalize": LOG_MELS.names(),
+            "loss.name": LOSSES.names(),
             "optim.name": OPTIMIZERS.names(),
             "optim.sam_base": [name for name in OPTIMIZERS.names() if name != "sam"],
             "optim.scheduler": SCHEDULERS.names(), "train.metric": METRICS.names(),

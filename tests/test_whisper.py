@@ -16,7 +16,7 @@ from core.checks import check_config
 from core.config import Config
 from core.data.batches import Batch
 from core.errors import ConfigError
-from core.features import SpecAugment, WhisperLogMel
+from core.features import ClipNormalizedLogMel, SpecAugment, WhisperLogMel
 from core.models import MODELS, forward_batch
 from core.models.whisper import SIZE_PRESETS, whisper_positions
 
@@ -142,6 +142,32 @@ def test_log_mel_matches_whisper_feature_extractor() -> None:
                                                          return_tensors="np")["input_features"][0]
     assert ours.shape == (80, 100)
     np.testing.assert_allclose(ours, reference[:, :100], atol=1e-4)
+
+
+def test_clip_normalised_log_mel_uses_the_real_frames_only() -> None:
+    """features.normalize=clip: over a clip's real frames every mel band averages 0 and the clip has unit variance;
+    padding frames are 0, so the same clip padded to another length gives the same real frames; gain drops out."""
+    clip = speechlike(1, 0.7)[0]
+    short, long = torch.zeros(12000), torch.zeros(16000)
+    short[:11200], long[:11200] = clip, clip
+    features = ClipNormalizedLogMel(16000, 400, 160, 80, 100)(torch.stack([long, 3 * long]))
+    real = 11200 // 160  # frames t whose centre, sample t * 160, is one of the clip's 11200
+    torch.testing.assert_close(features[:, :, :real].mean(dim=-1), torch.zeros(2, 80), rtol=0, atol=1e-5)
+    torch.testing.assert_close(features[:, :, :real].pow(2).mean(dim=(1, 2)), torch.ones(2), rtol=0, atol=1e-3)
+    assert torch.equal(features[:, :, real:], torch.zeros_like(features[:, :, real:]))
+    torch.testing.assert_close(features[1], features[0], rtol=0, atol=1e-4)  # 3x louder, same features
+    shorter = ClipNormalizedLogMel(16000, 400, 160, 80, 75)(short[None])[0]  # padded to 0.75 s instead of 1 s
+    torch.testing.assert_close(shorter[:, :real], features[0, :, :real], rtol=0, atol=1e-4)
+    plain = WhisperLogMel(16000, 400, 160, 80, 100)(long[None])[0]  # Whisper's recipe keeps the band levels
+    assert not torch.allclose(plain[:, :real].mean(dim=-1), torch.zeros(80), atol=0.1)
+
+
+def test_clip_normalisation_is_for_models_from_scratch(checkpoint: Path) -> None:
+    with pytest.raises(ConfigError, match=r"features\.normalize='clip'.*use features\.normalize=whisper"):
+        MODELS.get("whisper").check_pretrained(config(**{"model.pretrained": str(checkpoint),
+                                                         "features.normalize": "clip"}))
+    with pytest.raises(ConfigError, match=r"features\.normalize='cmvn': unknown log-mel normalisation.*clip, whisper"):
+        check_config(Config().with_overrides({"features.normalize": "cmvn"}))
 
 
 def test_spec_augment_changes_training_features_only() -> None:

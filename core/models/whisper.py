@@ -195,6 +195,10 @@ def check_pretrained(config: Config) -> None:
     """A pretrained encoder has learned one log-mel front end: the STFT and the sample rate must be its own."""
     if config.model.pretrained == "none":
         return
+    if config.features.normalize != "whisper":
+        raise ConfigError(f"features.normalize={config.features.normalize!r}: the pretrained Whisper "
+                          f"{config.model.pretrained!r} was trained on Whisper's own log-mel; use "
+                          "features.normalize=whisper (clip is for models trained from scratch)")
     origin, extractor = pretrained_front_end(config.model.pretrained)
     for key, trained in (("features.n_fft", extractor.n_fft), ("features.hop_length", extractor.hop_length),
                          ("data.sample_rate", extractor.sampling_rate)):
