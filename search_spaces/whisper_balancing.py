@@ -15,8 +15,8 @@ def define(trial: optuna.Trial) -> None:
 
 def define_demo(trial: optuna.Trial) -> None:
     """--demo, a micro Whisper from scratch: larger learning rates, light SpecAugment (a wide time mask can hide the
-    ~100 ms error, the whole label); pooling over real audio and the age/word embedding pinned (`demo` below)."""
-    trial.suggest_float("optim.lr", 2e-3, 6e-3, log=True)
+    ~100 ms error, the whole label); front end, conditioning and pooling pinned (`demo` below)."""
+    trial.suggest_float("optim.lr", 1.5e-3, 4e-3, log=True)
     suggest_schedule_and_masks(trial, warmup=0.2, time_mask=10, time_masks=1, freq_mask=12)
 
 
@@ -38,8 +38,8 @@ SPACE = register(SearchSpace(
     base={"model.name": "whisper", "model.pretrained": "openai/whisper-base", "loss.name": "balancing",
           "data.k_fold": 5, "train.epochs": 10},
     define=define,
-    # The error is wrong only relative to the target word: the from-scratch demo model is told the word (and age)
-    # through learned embeddings beside the pooled audio (`embed`; `rows` would change the model's input rows).
-    demo={"features.conditioning": "embed", "model.pooling": "audio"},
+    # Measured (3-fold CV of one config, bundled / German set): max pooling over real audio, per-clip log-mel and the
+    # age and word as input rows lift 0.688 -> 0.772 / 0.646 -> 0.712 together; none adds over +0.01 alone.
+    demo={"features.normalize": "clip", "features.conditioning": "rows", "model.pooling": "max"},
     demo_define=define_demo,
 ))

@@ -22,8 +22,9 @@ def test_every_demo_draw_is_a_valid_from_scratch_config() -> None:
     for _ in range(40):
         config = check_config(base.with_overrides(sample_parameters(space, study.ask(), demo=True)))
         assert config.model.pretrained == "none" and config.model.size == "micro"
-        assert config.features.conditioning == "embed" and config.model.pooling == "audio"
-        assert 2e-3 <= config.optim.lr <= 6e-3
+        assert config.features.conditioning == "rows" and config.model.pooling == "max"
+        assert config.features.normalize == "clip"
+        assert 1.5e-3 <= config.optim.lr <= 4e-3
         assert config.augment.time_mask <= 10
 
 
@@ -33,5 +34,6 @@ def test_demo_ranges_leave_the_real_search_alone() -> None:
     assert real["optim.lr"] == [optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True)]
     assert real["augment.time_mask"] == [optuna.distributions.IntDistribution(0, 40)]
     assert "model.pooling" in real
-    assert "model.pooling" not in describe(space, demo=True)  # pinned to `audio` in the demo
+    assert "model.pooling" not in describe(space, demo=True)  # pinned to `max` in the demo
     assert "features.conditioning" not in space.base  # the real search keeps the default (none)
+    assert "features.normalize" not in space.base  # and Whisper's own log-mel, which pretrained weights expect
