@@ -463,7 +463,7 @@ def write_manifest(path: Path, rows: list[dict[str, object]]) -> None:
         writer.writerows(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: the repo's data/demo)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default: 0)")
@@ -471,7 +471,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--language", default="en", help=f"word table and voice: {', '.join(LANGUAGES)} (default: en, the bundled set)"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.language not in LANGUAGES:
         print(f"error: --language {args.language!r} is not one of: {', '.join(LANGUAGES)}", file=sys.stderr)
         return 2

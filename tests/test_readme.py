@@ -4,7 +4,9 @@ dispatcher's, the demo's budget it shows is the code's, and no `--help` output i
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 from pathlib import Path
 
 from core.config_reference import config_markdown
@@ -34,8 +36,14 @@ def all_options() -> set[str]:
     from tune.report import build_parser as report
     from tune.submit import build_parser as submit
 
+    spec = importlib.util.spec_from_file_location("make_demo_data", ROOT / "scripts" / "make_demo_data.py")
+    assert spec is not None and spec.loader is not None
+    script = sys.modules.setdefault("make_demo_data", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(script)  # scripts/ is no package: loaded from its file
+    demo_data = script.build_parser
+
     found = {"--markdown"}  # python -m core.config_reference --markdown
-    for build in (run, final, predict, report, submit, train, commands):
+    for build in (run, final, predict, report, submit, train, commands, demo_data):
         found.update(option for action in build()._actions for option in action.option_strings)
     return found
 
