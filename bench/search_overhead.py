@@ -5,7 +5,8 @@ fold-epochs take when `train_fold` runs them directly, as JSON.
 The search: N trials x k folds x E epochs of the `whisper_balancing` space under --demo (micro Whisper from
 scratch), one CPU per trial, one trial at a time. Two workloads (`--data`):
 - `demo` (the default, what the goal is read on): the bundled demo data (1,200 clips of 2 s) searched as
-  `--demo` searches it: 4 trials x 3 folds x 10 epochs, ASHA with its grace period of 2 (so some trials stop
+  `--demo` searches it: its budget (8 trials x 3 folds x 12 epochs, from tune.arguments.DEMO_BUDGET and
+  search_spaces.DEMO_OVERRIDES), ASHA with its grace period of 2 (so some trials stop
   early, as they do for a user);
 - `toy`: the test suite's toy set (72 clips of 1 s, written to a temp dir), 4 x 3 x 3, grace period = E: a quick
   check whose bare fold-epochs take seconds, so it mostly measures the search's fixed costs.
@@ -20,7 +21,7 @@ alone / direct (what every trial adds, without the fixed costs of one search).
 with this one on the same data: on a loaded machine, before/after ratios measured together.
 
 Usage:
-    python bench/search_overhead.py                              # demo data, 4 trials x 3 folds x 10 epochs
+    python bench/search_overhead.py                              # demo data, --demo's 8 trials x 3 folds x 12 epochs
     python bench/search_overhead.py --data toy                   # toy set, 4 x 3 x 3: a minute or two
     python bench/search_overhead.py --data toy --compare main    # this code and main's, one after the other
 """
@@ -47,13 +48,15 @@ from toy_audio import write_toy_dataset  # noqa: E402
 from core.config import Config  # noqa: E402
 from core.data.dataset import prepare_data  # noqa: E402
 from core.train import resolve_device, train_fold  # noqa: E402
+from search_spaces import DEMO_OVERRIDES  # noqa: E402
+from tune.arguments import DEMO_BUDGET  # noqa: E402
 from tune.trainable import trial_config  # noqa: E402
 
 SPACE = "whisper_balancing"
 DEMO_MANIFEST = REPO / "data" / "demo" / "manifest.csv"
-WORKLOADS = {  # --data: (epochs, grace period (None: = epochs, nothing pruned), clip seconds)
-    "demo": (10, 2, 2.0),
-    "toy": (3, None, 1.0),
+WORKLOADS = {  # --data: (trials, epochs, grace period (None: = epochs, nothing pruned), clip seconds)
+    "demo": (DEMO_BUDGET["num_samples"], DEMO_OVERRIDES["train.epochs"], 2, 2.0),
+    "toy": (4, 3, None, 1.0),
 }
 
 
@@ -62,16 +65,17 @@ def parse_args() -> argparse.Namespace:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data", choices=sorted(WORKLOADS), default="demo",
                         help="demo: the bundled demo data as --demo searches it; toy: the test suite's toy set")
-    parser.add_argument("--trials", type=int, default=4, help="N: trials of the search")
+    parser.add_argument("--trials", type=int, help="N: trials of the search (demo: 8, as --demo; toy: 4)")
     parser.add_argument("--folds", type=int, default=3, help="k: folds per trial")
-    parser.add_argument("--epochs", type=int, help="E: epochs per fold (demo: 10, toy: 3)")
+    parser.add_argument("--epochs", type=int, help="E: epochs per fold (demo: 12, as --demo; toy: 3)")
     parser.add_argument("--grace-period", type=int, help="ASHA's (demo: 2, as --demo; toy: = epochs)")
     parser.add_argument("--speakers", type=int, default=24, help="toy set size (3 clips per speaker)")
     parser.add_argument("--max-seconds", type=float, help="clip length, data.max_seconds (demo: 2, toy: 1)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda")
     parser.add_argument("--compare", metavar="REF", help="also run the search from git commit REF's code")
     args = parser.parse_args()
-    epochs, grace, seconds = WORKLOADS[args.data]
+    trials, epochs, grace, seconds = WORKLOADS[args.data]
+    args.trials = args.trials or trials
     args.epochs = args.epochs or epochs
     args.grace_period = args.grace_period or grace or args.epochs
     args.max_seconds = args.max_seconds or seconds
