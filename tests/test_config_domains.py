@@ -4,6 +4,7 @@ field or file, before any work: never a crash inside numpy, pyarrow, torch or sk
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -135,7 +136,7 @@ def test_every_part_of_the_split_holds_every_class(tmp_path: Path, toy_data, toy
     only_first = fold.valid[toy_data.targets[fold.valid] == 0]
     broken = type(toy_data.splits)(test=toy_data.splits.test,
                                    folds=[type(fold)(index=0, train=fold.train, valid=only_first)])
-    data = type(toy_data)(**{**toy_data.__dict__, "splits": broken})
+    data = dataclasses.replace(toy_data, splits=broken)
     with pytest.raises(DataError, match=rf"fold 0's validation rows hold no clip of class "
                                         rf"'{toy_data.classes[1]}'"):
         check_run(toy_config, data)

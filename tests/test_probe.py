@@ -16,7 +16,7 @@ from checkpoints import tiny_whisper_checkpoint
 from core.config import Config
 from core.data.dataset import AudioData, prepare_data
 from core.models import frozen
-from core.models.whisper import WhisperClassifier
+from core.models.whisper import POOLINGS, WhisperClassifier
 from core.train import train_fold
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +77,8 @@ def test_cache_is_computed_once_for_every_fold_and_trial(probe_config: Callable[
     run(other_trial, data, fold=2)
     assert frozen.encoded_clips - before == len(data.targets)
     assert sorted((tmp_path / "cache").glob("encoded-*.npy")) == files
-    assert np.load(files[0], mmap_mode="r").shape == (len(data.targets), 2, 64)  # clips x poolings x d_model
+    poolings = len(POOLINGS.names())  # every registered pooling, so a search over model.pooling shares one file
+    assert np.load(files[0], mmap_mode="r").shape == (len(data.targets), poolings, 64)  # clips x poolings x d_model
 
 
 def test_other_encoder_or_augmented_input_is_not_served_from_the_cache(probe_config: Callable[..., Config],
