@@ -4,28 +4,31 @@ for both, on the same budget and the same folds, over several sampler seeds, as 
 
 Both searches are real Ray Tune runs of the project's own pieces (tune/search.py: the k-fold trainable with its
 checkpoints, `DivergenceAwareOptunaSearch` over the space's `PinnedSpace`, the run config with its callbacks):
-  (a) `tpe_asha`: what `tune.run` searches with - Optuna's TPESampler + ASHA (grace period 2, reduction 3)
-      pruning on the fold-mean curve;
-  (b) `random`: Optuna's RandomSampler, no pruning (ASHA's grace period = the epoch count), N trials.
+  (a) `tpe_asha`: what `tune.run` searches with - `tune.search.build_sampler`'s TPE (random trials first scaled
+      to the budget: 2 for N = 5; multivariate; grouped for conditional spaces) + ASHA (grace period 2,
+      reduction 3) pruning on the fold-mean curve;
+  (b) `tpe_default`: the same with Optuna's default TPESampler (10 random trials first, independent densities):
+      the sampler before issue #9's settings;
+  (c) `random`: Optuna's RandomSampler, no pruning (ASHA's grace period = the epoch count), N trials.
 `tune.run` has no flag for the sampler, so the Tuners are built here, as `build_tuner` builds them. The budget is
 random's: N trials x k folds x E epochs fold-epochs; a stopper ends the TPE + ASHA search once it has spent as many
 (it runs as many trials as fit). The score is the project's: a trial's best fold-mean UAR over its epochs, so "best
 so far" after b fold-epochs is the highest fold-mean reported by then. The data and training seeds are fixed (same
 split and folds everywhere); only the sampler seed changes between repeats.
 
-Default budget, chosen to fit 10 minutes on 2 shared cores: the bundled demo set restricted to 8 words
-(384 clips: 48 speakers, 3 folds), 1.25 s clips (every demo clip is <= 1.26 s), micro Whisper from scratch
-(--demo), 5 epochs, random = 5 trials (75 fold-epochs per search), 2 trials at a time, 3 seeds. The space is
-`whisper_conditioning` (learning rate 1e-5..1e-3, log, and age/word conditioning none | rows | embed): it has
-structure a sampler can learn (from scratch, low rates do not learn in 5 epochs; the age and word inputs alone
-are worth ~0.6 UAR on the demo set), where the demo learning rates of `whisper_balancing` leave a micro model near
-chance on this subset (random's best 0.51 in a trial run).
+Default budget, chosen to fit 10 minutes on 2 cores (6.5 min idle): the whole bundled demo set (1,200 clips: 48
+speakers, 3 folds), 1.25 s clips (every demo clip is <= 1.26 s), micro Whisper from scratch (--demo) with the
+demo's from-scratch recipe (per-clip log-mel, max pooling: `RECIPE`), 6 epochs, random = 4 trials (72 fold-epochs
+per search), 2 trials at a time, 3 seeds. `--words rabbit,red,...` restricts the set (8 words and 5 epochs: 3.5
+min, but the model stays near chance there). The space is `whisper_conditioning` (learning rate 1e-5..1e-3, log,
+and age/word conditioning none | rows | embed): it has structure a sampler can learn (from scratch, low rates do
+not learn in a few epochs; the age and word inputs alone are worth ~0.6 UAR on the demo set).
 `ratio` = the share of the budget at which TPE + ASHA first reaches random's final best (the median over seeds;
-null when it never does within the budget). Goal: <= 0.4.
+null when it never does within the budget), `tpe_default_ratio` the same for (b). Goal: <= 0.4.
 
 Usage:
     python bench/search_efficiency.py
-    python bench/search_efficiency.py --seeds 0,1,2,3,4 --random-trials 10 --epochs 8 --words all
+    python bench/search_efficiency.py --seeds 0,1,2,3,4 --random-trials 10 --epochs 8
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +59,21 @@ from search_spaces import SPACES  # noqa: E402
 from tune.arguments import RunSettings, build_parser, settings_from_args  # noqa: E402
 from tune.cluster import start_ray  # noqa: E402
 from tune.pinning import PinnedSpace  # noqa: E402
-from tune.search import DivergenceAwareOptunaSearch, objective, run_config, trainable, trial_dirname  # noqa: E402
+from tune.search import (  # noqa: E402
+    DivergenceAwareOptunaSearch,
+    build_sampler,
+    objective,
+    run_config,
+    trainable,
+    trial_dirname,
+)
 from tune.storage import RunStore  # noqa: E402
 
 SPACE = "whisper_conditioning"
-WORDS = "rabbit,red,rain,leaf,key,cup,sun,fish"
+# The demo's from-scratch recipe (search_spaces/whisper_balancing.py's demo settings): with Whisper's log-mel and mean
+# pooling the micro model stayed at chance on this budget, so no sampler could show anything.
+RECIPE = ("--set", "features.normalize=clip", "--set", "model.pooling=max")
+METHODS = ("random", "tpe_default", "tpe_asha")
 SHARES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
@@ -67,11 +81,11 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data", default=str(REPO / "data" / "demo" / "manifest.csv"), help="manifest")
-    parser.add_argument("--words", default=WORDS, help="data.filter_words, comma-separated ('all': every word)")
+    parser.add_argument("--words", default="all", help="data.filter_words, comma-separated ('all': every word)")
     parser.add_argument("--max-seconds", type=float, default=1.25, help="clip length (data.max_seconds)")
     parser.add_argument("--folds", type=int, default=3, help="k")
-    parser.add_argument("--epochs", type=int, default=5, help="E: epochs per fold")
-    parser.add_argument("--random-trials", type=int, default=5, help="N: random search's trials (sets the budget)")
+    parser.add_argument("--epochs", type=int, default=6, help="E: epochs per fold")
+    parser.add_argument("--random-trials", type=int, default=4, help="N: random search's trials (sets the budget)")
     parser.add_argument("--grace-period", type=int, default=2, help="ASHA's grace period for TPE + ASHA")
     parser.add_argument("--max-concurrent", type=int, default=2, help="trials at once (one CPU each)")
     parser.add_argument("--seeds", default="0,1,2", help="sampler seeds, comma-separated")
@@ -103,7 +117,7 @@ def settings_for(args: argparse.Namespace, scratch: Path, gpus: float) -> RunSet
     argv = ["--space", SPACE, "--demo", "--data", args.data, "--k-fold", str(args.folds), "--epochs", str(args.epochs),
             "--cpus-per-trial", "1", "--gpus-per-trial", str(gpus), "--max-concurrent", str(args.max_concurrent),
             "--storage", str(scratch / "runs"), "--name", "efficiency", "--set", f"data.cache_dir={scratch / 'cache'}",
-            "--set", f"data.max_seconds={args.max_seconds}", *words]
+            "--set", f"data.max_seconds={args.max_seconds}", *words, *RECIPE]
     return settings_from_args(build_parser().parse_args(argv), SPACES.get(SPACE))
 
 
@@ -138,6 +152,16 @@ def first_reaching(reports: list[tuple[int, float]], target: float) -> int | Non
     return next((used for used, score in reports if score >= target), None)
 
 
+def median_share(shares: list[float | None]) -> float | None:
+    """The median over seeds, a seed that never reached the target counting as the worst (None when the median
+    falls on one)."""
+    ordered = sorted(shares, key=lambda share: (share is None, share or 0.0))
+    median = ordered[(len(ordered) - 1) // 2] if len(ordered) % 2 else None
+    if len(ordered) % 2 == 0 and None not in ordered[len(ordered) // 2 - 1: len(ordered) // 2 + 1]:
+        median = statistics.median(ordered)
+    return median
+
+
 def main() -> None:
     args = parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -153,13 +177,16 @@ def main() -> None:
         start_ray(None, num_cpus=args.max_concurrent, num_gpus=1 if cuda else 0)
         for seed in seeds:
             runs[seed] = {}
-            for method in ("random", "tpe_asha"):
+            for method in METHODS:
                 counter = Budget(budget, args.folds, key)
                 if method == "random":
                     seconds = search(settings, scratch, f"random-{seed}", RandomSampler(seed=seed), args.epochs,
                                      args.random_trials, counter)
-                else:
-                    seconds = search(settings, scratch, f"tpe-{seed}", TPESampler(seed=seed), args.grace_period,
+                else:  # Optuna's default TPE (10 random trials first), or tune.run's (tune.search.build_sampler)
+                    sampler = (TPESampler(seed=seed) if method == "tpe_default" else build_sampler(
+                        replace(settings, seed=seed, num_samples=args.random_trials),
+                        PinnedSpace(settings.space, settings.pinned, settings.demo)))
+                    seconds = search(settings, scratch, f"{method}-{seed}", sampler, args.grace_period,
                                      10 * args.random_trials, counter)
                 if not counter.reports:
                     sys.exit(f"{method} seed {seed}: no results reached the bench (did every trial fail?)")
@@ -167,26 +194,26 @@ def main() -> None:
                 print(f"seed {seed} {method}: {len(counter.reports)} results, {counter.used} fold-epochs, "
                       f"best {best_so_far(counter.reports, budget)}, {seconds:.0f}s", file=sys.stderr)
     per_seed: dict[str, Any] = {}
-    shares: list[float | None] = []
+    shares: dict[str, list[float | None]] = {"tpe_default": [], "tpe_asha": []}
     for seed, methods in runs.items():
         target = best_so_far(methods["random"]["reports"], budget)
-        reached = first_reaching(methods["tpe_asha"]["reports"], target) if target is not None else None
-        share = reached / budget if reached is not None and reached <= budget else None
-        shares.append(share)
+        reached_at = {}
+        for method, found in shares.items():
+            reached = first_reaching(methods[method]["reports"], target) if target is not None else None
+            reached_at[f"{method}_reaches_it_at_share"] = share = (
+                reached / budget if reached is not None and reached <= budget else None)
+            found.append(share)
         per_seed[str(seed)] = {
-            "random_final_best": target, "tpe_asha_reaches_it_at_share": share,
+            "random_final_best": target, **reached_at,
             **{method: {"seconds": round(run["seconds"], 1), "fold_epochs": run["reports"][-1][0],
                         "results": len(run["reports"]),
                         "best_at_share": {str(s): best_so_far(run["reports"], int(s * budget)) for s in SHARES}}
                for method, run in methods.items()}}
-    ordered = sorted(shares, key=lambda share: (share is None, share or 0.0))
-    median = ordered[(len(ordered) - 1) // 2] if len(ordered) % 2 else None
-    if len(ordered) % 2 == 0 and None not in ordered[len(ordered) // 2 - 1: len(ordered) // 2 + 1]:
-        median = statistics.median(ordered)
     report = {"space": SPACE, "data": args.data, "words": args.words, "clips": int(len(data.targets)),
               "folds": args.folds, "epochs": args.epochs, "random_trials": args.random_trials,
               "budget_fold_epochs": budget, "max_concurrent": args.max_concurrent, "device": "cuda" if cuda else "cpu",
-              "metric": key, "seeds": per_seed, "ratio": median}
+              "metric": key, "recipe": " ".join(RECIPE[1::2]), "seeds": per_seed,
+              "tpe_default_ratio": median_share(shares["tpe_default"]), "ratio": median_share(shares["tpe_asha"])}
     print(json.dumps(report, indent=2))
 
 
