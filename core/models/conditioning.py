@@ -151,16 +151,15 @@ CONDITIONING.register("rows")(ConditioningMode(
     extra_rows=2, embedding=None,
     rows=lambda config, stats: ConditioningRows(CovariateCodes.from_stats(config, stats),
                                                 config.features.age_momentum)))
-CONDITIONING.register("embed")(ConditioningMode(
-    extra_rows=0, rows=None,
-    embedding=lambda config, stats: ConditioningEmbedding(CovariateCodes.from_stats(config, stats),
-                                                          config.features.embed_dim)))
+def covariate_embedding(config: Config, stats: FoldStatistics | None) -> ConditioningEmbedding:
+    return ConditioningEmbedding(CovariateCodes.from_stats(config, stats), config.features.embed_dim)
 
 
-CONDITIONING.register("film")(ConditioningMode(
-    extra_rows=0, rows=None, modulate=True,
-    embedding=lambda config, stats: ConditioningEmbedding(CovariateCodes.from_stats(config, stats),
-                                                          config.features.embed_dim)))
+CONDITIONING.register("embed")(ConditioningMode(extra_rows=0, rows=None, embedding=covariate_embedding))
+
+
+CONDITIONING.register("film")(ConditioningMode(extra_rows=0, rows=None, embedding=covariate_embedding,
+                                                modulate=True))
 
 
 def extra_rows(config: Config) -> int:

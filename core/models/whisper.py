@@ -104,17 +104,21 @@ def mean_pooling(hidden: torch.Tensor, real_frames: torch.Tensor) -> torch.Tenso
     return hidden.mean(dim=1)
 
 
+def real_frame_mask(hidden: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor:
+    """[B, frames, 1] True where a frame is real audio."""
+    return (torch.arange(hidden.shape[1], device=hidden.device)[None, :] < real_frames[:, None]).unsqueeze(-1)
+
+
 @POOLINGS.register("audio")
 def audio_pooling(hidden: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor:
-    mask = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < real_frames[:, None]
-    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    mask = real_frame_mask(hidden, real_frames).to(hidden.dtype)
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1)
 
 
 @POOLINGS.register("max")
 def max_pooling(hidden: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor:
-    mask = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < real_frames[:, None]
-    return hidden.masked_fill(~mask.unsqueeze(-1), torch.finfo(hidden.dtype).min).amax(dim=1)
+    real = real_frame_mask(hidden, real_frames)
+    return hidden.masked_fill(~real, torch.finfo(hidden.dtype).min).amax(dim=1)
 
 
 class WhisperClassifier(FrozenPartsStayEval):
