@@ -46,9 +46,9 @@ BatchSource = Callable[[np.ndarray], Batch]  # training rows -> batch
 
 
 def synthetic_manifest(folder: Path, speakers: int) -> Path:
-    """The test suite's toy set (tests/toy_audio.py), with more speakers: real FLAC/WAV, some stereo 44.1 kHz."""
+    """The test suite's toy set (tests/support/toy_audio.py), more speakers: real FLAC/WAV, some stereo 44.1 kHz."""
     sys.path.insert(0, str(REPO / "tests"))
-    from toy_audio import write_toy_dataset
+    from support.toy_audio import write_toy_dataset
 
     return write_toy_dataset(folder, speakers=speakers)
 

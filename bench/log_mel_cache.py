@@ -2,7 +2,7 @@
 """What the log-mel computed once per clip per trial saves: a 3-fold trial's time with the cache per trial, per
 fold, and without it, as JSON.
 
-The demo's trial (micro Whisper from scratch, the bundled data, 3 folds advanced in lockstep as tune/folds.py's
+The demo's trial (micro Whisper from scratch, the bundled data, 3 folds advanced in lockstep as tune/engine/folds.py's
 LocalFolds does, batch 16, the age/word embedding) trained for `--epochs` epochs three ways, in turns, `--repeats`
 times:
 - `per_trial`: the default in train_fold: the folds share the trial's AudioData, so each clip's log-mel is
@@ -16,7 +16,7 @@ part spent in the front end: log-mel, lookups, SpecAugment, rows; timed by forwa
 on the CPU, in synchronised wall seconds on a GPU). `ratio` = per-fold ÷ per-trial featurizer seconds (> 1:
 sharing across folds saves that much front-end work); `trial_ratio` the same for the trial's CPU time; the
 `per_batch_` ratios compare no cache with the per-trial one. All three give the same numbers bit for bit on the
-CPU (tests/test_log_mel_cache.py), so only the time differs.
+CPU (tests/core/test_log_mel_cache.py), so only the time differs.
 
 Usage:
     python bench/log_mel_cache.py                     # the bundled demo data, 3 epochs, 2 repeats, 1 thread

@@ -2,7 +2,7 @@
 """What one more fold costs a trial in memory: peak RSS (and peak CUDA memory on a GPU) of one trial run with 1
 fold vs k folds, as JSON.
 
-A trial advances its k folds in lockstep in one process (tune/folds.py `LocalFolds`, what `tune.run` runs by
+A trial advances its k folds in lockstep in one process (tune/engine/folds.py `LocalFolds`, what `tune.run` runs by
 default) and keeps every fold's latest `FoldReport` (with its resume state) for the checkpoint, so whatever
 `train_fold` keeps per fold is held k times at once. Each case runs in a fresh subprocess (peak RSS only grows);
 the same folds of the same k-fold split, so the 1-fold run is exactly the first fold of the k-fold one.
@@ -65,7 +65,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     from core.config import Config
     from core.data.dataset import prepare_data
     from core.train import resolve_device
-    from tune.folds import LocalFolds
+    from tune.engine.folds import LocalFolds
 
     torch.set_num_threads(args.threads)
     config = Config.from_dict(json.loads(args.config_json)).validate()
@@ -75,7 +75,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     before = peak_rss_bytes()
     cuda_before = torch.cuda.memory_allocated(device) if cuda else 0
     folds = LocalFolds(config, data, dict.fromkeys(range(args.child)))
-    latest: dict[int, Any] = {}  # what the trial keeps between epochs (tune/trainable.py lockstep)
+    latest: dict[int, Any] = {}  # what the trial keeps between epochs (tune/engine/trainable.py lockstep)
     active = set(range(args.child))
     while active:
         for index, report in folds.step(sorted(active)).items():
@@ -106,7 +106,7 @@ def main() -> None:
         manifest = args.manifest
         if manifest is None:
             sys.path.insert(0, str(REPO / "tests"))
-            from toy_audio import write_toy_dataset
+            from support.toy_audio import write_toy_dataset
             manifest = write_toy_dataset(Path(scratch) / "toy")
         config = Config().with_overrides({
             "data.manifest": str(manifest), "data.cache_dir": str(Path(scratch) / "cache"),

@@ -2,9 +2,9 @@
 """Does TPE + cross-validated ASHA find good configs faster than random search? Best score vs fold-epochs spent,
 for both, on the same budget and the same folds, over several sampler seeds, as JSON.
 
-Both searches are real Ray Tune runs of the project's own pieces (tune/search.py: the k-fold trainable with its
+Both searches are real Ray Tune runs of the project's own pieces (tune/engine/search.py: the k-fold trainable with its
 checkpoints, `DivergenceAwareOptunaSearch` over the space's `PinnedSpace`, the run config with its callbacks):
-  (a) `tpe_asha`: what `tune.run` searches with - `tune.search.build_sampler`'s TPE (random trials first scaled
+  (a) `tpe_asha`: what `tune.run` searches with - `tune.engine.search.build_sampler`'s TPE (random trials first scaled
       to the budget: 2 for N = 5; multivariate; grouped for conditional spaces) + ASHA (grace period 2,
       reduction 3) pruning on the fold-mean curve;
   (b) `tpe_default`: the same with Optuna's default TPESampler (10 random trials first, independent densities):
@@ -56,10 +56,10 @@ from ray.tune.schedulers import ASHAScheduler  # noqa: E402
 
 from core.data.dataset import prepare_data  # noqa: E402
 from search_spaces import SPACES  # noqa: E402
-from tune.arguments import RunSettings, build_parser, settings_from_args  # noqa: E402
-from tune.cluster import start_ray  # noqa: E402
-from tune.pinning import PinnedSpace  # noqa: E402
-from tune.search import (  # noqa: E402
+from search_spaces.pinning import PinnedSpace  # noqa: E402
+from tune.engine.arguments import RunSettings, build_parser, settings_from_args  # noqa: E402
+from tune.engine.cluster import start_ray  # noqa: E402
+from tune.engine.search import (  # noqa: E402
     DivergenceAwareOptunaSearch,
     build_sampler,
     objective,
@@ -67,7 +67,7 @@ from tune.search import (  # noqa: E402
     trainable,
     trial_dirname,
 )
-from tune.storage import RunStore  # noqa: E402
+from tune.results.storage import RunStore  # noqa: E402
 
 SPACE = "whisper_conditioning"
 # The demo's from-scratch recipe (search_spaces/whisper_balancing.py's demo settings): with Whisper's log-mel and mean
@@ -123,7 +123,7 @@ def settings_for(args: argparse.Namespace, scratch: Path, gpus: float) -> RunSet
 
 def search(settings: RunSettings, scratch: Path, name: str, sampler: optuna.samplers.BaseSampler, grace_period: int,
            num_samples: int, budget: Budget) -> float:
-    """One search as `tune.search.build_tuner` builds it, with this sampler and grace period; its seconds."""
+    """One search as `tune.engine.search.build_tuner` builds it, with this sampler and grace period; its seconds."""
     key, mode = objective(settings)
     epochs = settings.config.train.epochs
     store = RunStore(str(scratch / "runs"), name)
@@ -182,7 +182,7 @@ def main() -> None:
                 if method == "random":
                     seconds = search(settings, scratch, f"random-{seed}", RandomSampler(seed=seed), args.epochs,
                                      args.random_trials, counter)
-                else:  # Optuna's default TPE (10 random trials first), or tune.run's (tune.search.build_sampler)
+                else:  # Optuna's default TPE (10 random trials first), or tune.run's (tune.engine.search.build_sampler)
                     sampler = (TPESampler(seed=seed) if method == "tpe_default" else build_sampler(
                         replace(settings, seed=seed, num_samples=args.random_trials),
                         PinnedSpace(settings.space, settings.pinned, settings.demo)))

@@ -5,7 +5,7 @@ fold-epochs take when `train_fold` runs them directly, as JSON.
 The search: N trials x k folds x E epochs of the `whisper_balancing` space under --demo (micro Whisper from
 scratch), one CPU per trial, one trial at a time. Two workloads (`--data`):
 - `demo` (the default, what the goal is read on): the bundled demo data (1,200 clips of 2 s) searched as
-  `--demo` searches it: its budget (8 trials x 3 folds x 12 epochs, from tune.arguments.DEMO_BUDGET and
+  `--demo` searches it: its budget (8 trials x 3 folds x 12 epochs, from tune.engine.arguments.DEMO_BUDGET and
   search_spaces.DEMO_OVERRIDES), ASHA with its grace period of 2 (so some trials stop
   early, as they do for a user);
 - `toy`: the test suite's toy set (72 clips of 1 s, written to a temp dir), 4 x 3 x 3, grace period = E: a quick
@@ -43,14 +43,14 @@ sys.path.insert(0, str(REPO))  # run as a script: the repository's packages, whi
 sys.path.insert(0, str(REPO / "tests"))
 
 import torch  # noqa: E402
-from toy_audio import write_toy_dataset  # noqa: E402
+from support.toy_audio import write_toy_dataset  # noqa: E402
 
+from core.checks import trial_config  # noqa: E402
 from core.config import Config  # noqa: E402
 from core.data.dataset import prepare_data  # noqa: E402
 from core.train import resolve_device, train_fold  # noqa: E402
 from search_spaces import DEMO_OVERRIDES  # noqa: E402
-from tune.arguments import DEMO_BUDGET  # noqa: E402
-from tune.trainable import trial_config  # noqa: E402
+from tune.engine.arguments import DEMO_BUDGET  # noqa: E402
 
 SPACE = "whisper_balancing"
 DEMO_MANIFEST = REPO / "data" / "demo" / "manifest.csv"

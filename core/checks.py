@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,11 @@ def check_config(config: Config) -> Config:
     _task_rules(config)
     _spectrogram_rules(config)
     return config
+
+
+def trial_config(params: dict[str, Any], base: dict[str, Any]) -> Config:
+    """A trial's full config: the search's base config with the sampled dotted overrides, checked."""
+    return check_config(Config.from_dict(base).with_overrides(params))
 
 
 def check_run(config: Config, data: AudioData, training_rows: Sequence[np.ndarray] | None = None) -> None:

@@ -2,7 +2,7 @@
 `# ...` comment beside each field): the epilog of `core.train --help`, and docs/config.md.
 
 Light on purpose (no torch): `--help` must not load the registries, so the names registered in them are listed here
-and tests/test_commands.py checks them against the registries themselves.
+and tests/tune/test_commands.py checks them against the registries themselves.
 
     python -m core.config_reference --markdown > docs/config.md     # regenerate the reference after a change
 """
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from core.config import Config
 
-# Keys whose value names a registry entry, with the names registered there (checked by tests/test_commands.py).
+# Keys whose value names a registry entry, with the names registered there (checked by tests/tune/test_commands.py).
 REGISTERED: dict[str, list[str]] = {
     "model.name": ["resnet50", "wav2vec2", "whisper"],
     "model.pooling": ["audio", "max", "mean"],

@@ -3,14 +3,14 @@
 The log-mel of a cached waveform is deterministic (no randomness, settings fixed for the whole trial), so a trial
 of k folds that train for E epochs and validate after each computed it k x E times for every clip. Now the first
 batch of any fold that holds a clip computes its log-mel and keeps it in a `LogMelStore`; every later batch, of that
-fold or another, reads it back. The store belongs to the trial's `AudioData` (`data.log_mels`), which tune/folds.py
+fold or another, reads it back. The store belongs to the trial's `AudioData` (`data.log_mels`), which tune's folds
 gives every fold of the trial, keyed by the front end's settings (`front_end_key`): two front ends (another n_mels,
 n_fft, hop, clip length, device) never share values. It lives on the CPU, in pinned pages when training on CUDA,
 and each batch's rows are copied to the device: k folds on one GPU hold no device copy of it.
 
 SpecAugment and the age/word rows still run per batch, after the lookup, in the same order as `LogMelFeaturizer`,
 drawing the same random numbers, so a fold trains exactly as it does without the cache (bit for bit on the CPU:
-tests/test_log_mel_cache.py). On a micro Whisper from scratch the log-mel is ~17-29 % of a CPU training step.
+tests/core/test_log_mel_cache.py). On a micro Whisper from scratch the log-mel is ~17-29 % of a CPU training step.
 
 The cache is keyed by manifest row, so it belongs to one `AudioData`: train_fold uses it for its own training and
 validation batches only; the featurizer it returns (and a model folder saves) is the plain one.

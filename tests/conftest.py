@@ -1,4 +1,4 @@
-"""Shared fixtures: a small, learnable dataset of real audio files (tests/toy_audio.py) and a tiny `Config`
+"""Shared fixtures: a small, learnable dataset of real audio files (tests/support/toy_audio.py) and a tiny `Config`
 pointing at it, written once per test session."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from toy_audio import make_toy_config, write_toy_dataset
+from support.toy_audio import make_toy_config, write_toy_dataset
 
 from core.config import Config
 from core.data.dataset import AudioData, prepare_data
@@ -50,5 +50,5 @@ def toy_data(toy_dataset: Path, toy_cache_dir: Path) -> AudioData:
     return prepare_data(make_toy_config(toy_dataset, toy_cache_dir))
 
 
-from checkpoints import tiny_whisper  # noqa: E402,F401  (a small save_pretrained Whisper)
-from ray_cluster import ray_address, ray_env, ray_head  # noqa: E402,F401  (session Ray fixtures)
+from support.checkpoints import tiny_whisper  # noqa: E402,F401  (a small save_pretrained Whisper)
+from support.ray_cluster import ray_address, ray_env, ray_head  # noqa: E402,F401  (session Ray fixtures)

@@ -96,7 +96,7 @@ def test_the_graph_sees_the_imports_it_should() -> None:
     assert "core.losses.focal" in graph["core.losses"]
     assert "core.checks" in graph["core.cli"]
     assert "core.cli" not in graph["core.train"]
-    assert "core.checks" in graph["tune.trainable"]
+    assert "core.checks" in graph["tune.engine.trainable"]
 
 
 def test_function_level_and_relative_imports_count(tmp_path: Path) -> None:

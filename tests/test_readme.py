@@ -11,8 +11,8 @@ from pathlib import Path
 
 from core.config_reference import config_markdown
 from search_spaces.space import DEMO_OVERRIDES
-from tune.arguments import DEMO_BUDGET
 from tune.commands import COMMANDS
+from tune.engine.arguments import DEMO_BUDGET
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -29,8 +29,8 @@ def test_config_reference_is_current() -> None:
 
 def all_options() -> set[str]:
     from core.cli import build_parser as train
-    from tune.arguments import build_parser as run
     from tune.commands import build_parser as commands
+    from tune.engine.arguments import build_parser as run
     from tune.final import build_parser as final
     from tune.predict import build_parser as predict
     from tune.report import build_parser as report

@@ -1,9 +1,7 @@
-"""Ray Tune + Optuna layer: CLIs, the cross-validation trainable, aggregation, export, submission.
+"""The commands (run, final, predict, report, submit and `audiotune`), over two rooms:
 
-Ray reads some settings (loopback-only listeners among them) once, when it is imported; they are set here, before
-any module of this package imports ray. The caller's environment wins.
+- tune/engine/: the search engine on Ray Tune + Optuna (the only part that imports Ray);
+- tune/results/: what a search writes (leaderboard, export, plots, the page), which final/predict/report read too.
+
+Importing this package does nothing: `final`, `predict` and `report` never start Ray or set its environment.
 """
-
-from tune.cluster import set_ray_environment
-
-set_ray_environment()

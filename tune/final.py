@@ -22,7 +22,7 @@ from tqdm import tqdm
 from core.command_line import ArgumentParser, check_output_folder, run_command, write_json
 from core.config import Config, load_config_file, parse_assignment
 from core.errors import UserError
-from tune.report import REPORT, write_final_report
+from tune.results.page import REPORT, write_final_report
 
 if TYPE_CHECKING:  # torch and the data layer load once the command line is parsed (a light --help)
     import torch

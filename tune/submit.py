@@ -2,8 +2,8 @@
 
 The options are checked here first, exactly as tune.run checks them (same one-line errors, exit 2); then the code
 goes up (a checkout's project root as the job's `working_dir`, or an installed package's own folders as `py_modules`,
-never site-packages: tune/job_env.py `upload`) and the job runs `tune.run ... --address auto` on the cluster. See
-docs/cluster.md for the interpreter and requirements choices (tune/job_env.py).
+never site-packages: tune/engine/job_env.py `upload`) and the job runs `tune.run ... --address auto` on the cluster. See
+docs/cluster.md for the interpreter and requirements choices (tune/engine/job_env.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from core.command_line import ArgumentParser
 from core.errors import UserError
-from tune.cluster import set_ray_environment
-from tune.job_env import absolute_paths, demo_data, interpreter_and_env, submit
+from tune.engine.cluster import set_ray_environment
+from tune.engine.job_env import absolute_paths, demo_data, interpreter_and_env, submit
 
 TERMINAL = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 1}
 EXAMPLES = """examples:
@@ -51,7 +51,7 @@ def validate(run_argv: list[str], remote_data: bool) -> None:
     """tune.run's own checks, before anything is uploaded. Imported late: they pull in torch."""
     import optuna
 
-    from tune.experiment import check_data, parse_settings
+    from tune.engine.experiment import check_data, parse_settings
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings, _, _, _ = parse_settings([*run_argv, "--address", "auto"])
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, run_argv = build_parser().parse_known_args(argv)
     try:
         run_argv = absolute_paths(run_argv)
-        from tune.arguments import BUNDLED_DEMO
+        from tune.engine.arguments import BUNDLED_DEMO
 
         demo_env, demo_argv = demo_data(run_argv, BUNDLED_DEMO)
         validate(run_argv, args.remote_data)

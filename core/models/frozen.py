@@ -5,7 +5,7 @@ Applies when `model.freeze_encoder` is on, `model.encoder_cache` is not off, the
 (Whisper), SpecAugment is off and the spectrogram carries no age/word rows (they depend on the fold's age range).
 The frozen encoder then runs in eval mode (core/models/freezing.py) on a deterministic log-mel: the cached outputs
 are the full path's own, and the head starts from the same initial weights and RNG streams, so training on them
-gives the full path's numbers (tests/test_probe.py). What is cached is the encoder output pooled every registered
+gives the full path's numbers (tests/core/test_probe.py). What is cached is the encoder output pooled every registered
 way ([clips, poolings, d_model], float32), so a search over `model.pooling` shares one file.
 
 The file (`encoded-<key>.npy`, memory-mapped, next to the decode cache) is keyed by a hash of the encoder's weights
