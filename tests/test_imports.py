@@ -141,3 +141,57 @@ def test_layers_import_downwards_only(package: str, forbidden: set[str]) -> None
                  if name.split(".")[0] == package
                  and (roots := {target.split(".")[0] for target in imported_names(path, name)}) & forbidden}
     assert not offenders, f"{package} imports what it must not: {offenders}"
+
+
+def test_results_never_reach_back_into_the_engine() -> None:
+    """tune/results/ is what a finished search writes; the engine calls it, never the other way round (and the
+    commands' rooms import the engine only to run a search)."""
+    graph = import_graph()
+    offenders = {name: sorted(t for t in targets if t.startswith("tune.engine") or t.split(".")[0] == "ray")
+                 for name, targets in graph.items() if name.startswith("tune.results")}
+    assert not any(offenders.values()), f"results import the engine or Ray: {offenders}"
+    for command in ("tune.final", "tune.predict", "tune.report"):
+        assert not {t for t in graph[command] if t.startswith("tune.engine")}, command
+
+
+def private_imports(path: Path) -> list[str]:
+    """`module.name` of every underscore name the file imports from a project module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in PACKAGES:
+            found += [f"{node.module}.{alias.name}" for alias in node.names
+                      if alias.name.startswith("_") and not alias.name.startswith("__")]
+    return found
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """`from core.x import _y` couples two modules through a name the first never promised: make it public, or keep
+    that flow inside its module. Checked over the product, the benches, the scripts and the tests."""
+    files = [*project_modules().values(), *sorted((ROOT / "bench").glob("*.py")),
+             *sorted((ROOT / "scripts").glob("*.py")), *sorted((ROOT / "tests").rglob("*.py"))]
+    found = [f"{path.relative_to(ROOT)}: {name}" for path in files for name in private_imports(path)]
+    assert not found, "private names imported across modules: " + ", ".join(found)
+
+
+def test_a_private_import_is_seen(tmp_path: Path) -> None:
+    module = tmp_path / "module.py"
+    module.write_text("from core.data.manifest import _secret, row_name\nfrom os import _exit\n"
+                      "def late():\n    from tune.engine.cluster import _hidden\n")
+    assert private_imports(module) == ["core.data.manifest._secret", "tune.engine.cluster._hidden"]
+
+
+def test_the_commands_that_need_no_ray_import_none() -> None:
+    """final, predict and report (and their --help) run in a fresh interpreter without Ray, Optuna's engine glue
+    or tune.engine ever being imported; a search's result modules neither."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import tune.final, tune.predict, tune.report, tune.commands\n"
+            "import tune.results.page, tune.results.leaderboard, tune.results.export, tune.results.plots\n"
+            "import tune.results.pareto, tune.results.aggregate, tune.results.storage\n"
+            "loaded = sorted(m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'tune.engine')))\n"
+            "print(','.join(loaded))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"loaded: {done.stdout.strip()}"

@@ -31,11 +31,11 @@ from core.errors import DataError, UserError
 if TYPE_CHECKING:  # pandas, torch and the data layer load once the command line is parsed (a light --help)
     import pandas as pd
 
+    from core.config import Config
     from core.data.cache import WaveformStore
     from core.data.manifest import Manifest
     from core.model_folder import ModelFolder
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
 EXAMPLES = """examples:
   python -m tune.predict --model runs/demo/final --data new_clips/ --out predictions.csv
   python -m tune.predict --model runs/demo/final --data data/demo/manifest.csv --out demo.csv   # + demo_report.json
@@ -77,83 +77,15 @@ def check_outputs(out: Path, overwrite: bool) -> None:
 
 
 # --- the clips -------------------------------------------------------------------------------------------------
-def audio_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise DataError(f"--data {folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
-    return files
+def read_clips(data: Path, audio_root: str | None, config: Config, regression: bool) -> Manifest:
+    """The clips to score, through the training loader (core/data/manifest.py) with labels optional: a manifest, an
+    audiofolder, a `save_to_disk` folder, or a folder of audio files. Every clip's header is read here: an unreadable
+    one is a DataError naming it, before any decoding or model work."""
+    from core.data.dataset import manifest_columns
+    from core.data.manifest import load_manifest
 
-
-def check_audio_file(folder: Path, file: Path) -> None:
-    import soundfile
-
-    try:
-        info = soundfile.info(str(file))
-    except Exception as error:
-        raise DataError(f"--data {folder}: audio file {file} is unreadable ({error})") from error
-    if info.frames == 0:
-        raise DataError(f"--data {folder}: audio file {file} is empty (0 samples)")
-
-
-def read_clips(data: Path, audio_root: str | None, target: str, regression: bool) -> tuple[Manifest, pd.DataFrame]:
-    """(the validated manifest with absolute paths, its table as written) from a manifest or a folder. Every
-    clip's header is read here: an unreadable one is a DataError naming it, before any decoding or model work.
-
-    Labels are optional and may be of one class only (a training manifest needs two): the checks are those of
-    core/data/manifest.py, minus what only training needs."""
-    import pandas as pd
-
-    from core.data.manifest import (
-        OPTIONAL_COLUMNS,
-        Manifest,
-        _age,
-        _check_audio,
-        _check_listed_once,
-        _line,
-        _not_number,
-        _number,
-        _refuse_nan_text,
-        _require_values,
-        _resolve,
-        _text,
-        read_table,
-    )
-
-    if data.is_dir():
-        files = audio_files(data)
-        written = pd.DataFrame({"path": [file.relative_to(data).as_posix() for file in files]})
-        for file in files:
-            check_audio_file(data, file)
-        table = pd.DataFrame({"path": [str(file) for file in files]})
-        return Manifest(source=data.resolve(), table=table, target=target), written
-    source = data.expanduser().resolve()
-    written = read_table(source)
-    if "path" not in written.columns:
-        raise DataError(f"{source}: missing required column 'path' (columns: {', '.join(written.columns)})")
-    table = written.reset_index(drop=True).copy()
-    labelled = target in table.columns
-    for column in ("path", "word", "speaker") + ((target,) if labelled and not regression else ()):
-        if column in table.columns:
-            table[column] = [_text(value) for value in table[column]]
-    root = Path(audio_root).expanduser().resolve() if audio_root else source.parent
-    table["path"] = [_resolve(source, row, value, root) for row, value in enumerate(table["path"])]
-    _check_listed_once(source, table["path"].tolist())
-    for column in OPTIONAL_COLUMNS:
-        if column in table.columns:
-            _require_values(source, table[column], f"column {column!r}")
-    if "age" in table.columns and target != "age":
-        table["age"] = [_age(source, row, value) for row, value in enumerate(table["age"])]
-    if labelled:
-        _require_values(source, table[target], f"target {target!r}", "is empty or NaN")
-        _refuse_nan_text(source, table[target], target)
-        if regression:
-            for row, value in enumerate(table[target]):
-                if _number(value) is None:
-                    raise DataError(f"{source}: row {_line(row)}: target {target!r}={value!r} {_not_number(value)}")
-            table[target] = [_number(value) for value in table[target]]
-    for row, file in enumerate(table["path"]):
-        _check_audio(source, row, file)
-    return Manifest(source=source, table=table, target=target), written
+    return load_manifest(data, config.data.target, audio_root, regression=regression,
+                         columns=manifest_columns(config), labelled=False)
 
 
 def prediction_table(written: pd.DataFrame, outputs: np.ndarray, classes: list[str]) -> pd.DataFrame:
@@ -186,7 +118,8 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     check_outputs(out, args.overwrite)
     folder = read_model_folder(args.model, "--model")
     config = folder.config
-    manifest, written = read_clips(Path(args.data), args.audio_root, config.data.target, folder.regression)
+    manifest = read_clips(Path(args.data), args.audio_root, config, folder.regression)
+    written = manifest.written
     labelled = config.data.target in manifest.table.columns
     if labelled and not folder.regression:
         positive_class(folder.classes, config.data.positive_class)  # the report needs one

@@ -13,7 +13,7 @@ import pandas as pd
 
 from core.config import Config, DataConfig
 from core.data.cache import WaveformStore, open_cache
-from core.data.manifest import OPTIONAL_COLUMNS, Columns, Manifest, load_manifest
+from core.data.manifest import OPTIONAL_COLUMNS, Columns, Manifest, load_manifest, row_name
 from core.data.recorded import apply_recorded, read_recorded
 from core.data.sources import EmbeddedAudio
 from core.data.splits import TEST, TRAIN, VALID, Splits, make_presplit, make_splits
@@ -259,7 +259,6 @@ def clips_for_inference(manifest: Manifest, classes: list[str], words: list[str]
     given. With `covariates` (age/word conditioning) the model reads ages and word ids, so a missing `age` or
     `word` column, or a word the model never saw, is a DataError naming the column or row. Everything is checked
     before `waveforms(paths)` decodes the clips."""
-    from core.data.manifest import _line  # row naming shared with the manifest's own messages
 
     table, source = manifest.table, manifest.source
     trained_with_words = words != [""]  # a model trained without a word column has the one word ""
@@ -274,7 +273,7 @@ def clips_for_inference(manifest: Manifest, classes: list[str], words: list[str]
     unseen = sorted(set(names) - set(words))
     if unseen and covariates:
         row = int(np.flatnonzero(names.to_numpy() == unseen[0])[0])
-        raise DataError(f"{source}: row {_line(row)}: word {unseen[0]!r} is not one the model was trained on, and "
+        raise DataError(f"{source}: row {row_name(row)}: word {unseen[0]!r} is not one the model was trained on, and "
                         f"it is conditioned on the word (features.conditioning), so it cannot score it; known "
                         f"words: {', '.join(words) if trained_with_words else 'none (trained without words)'}")
     table_words = list(words) + unseen
@@ -289,7 +288,7 @@ def clips_for_inference(manifest: Manifest, classes: list[str], words: list[str]
         strange = sorted(set(labels) - set(classes))
         if strange:
             row = int(np.flatnonzero(labels.to_numpy() == strange[0])[0])
-            raise DataError(f"{source}: row {_line(row)}: {target!r}={strange[0]!r} is not a class of the model "
+            raise DataError(f"{source}: row {row_name(row)}: {target!r}={strange[0]!r} is not a class of the model "
                             f"({', '.join(classes)})")
         targets = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
     ages = (pd.to_numeric(table["age"], errors="coerce").to_numpy(np.float32) if "age" in table.columns

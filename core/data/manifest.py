@@ -41,12 +41,20 @@ import numpy as np
 import pandas as pd
 import soundfile
 
-from core.data.sources import AUDIOFOLDER_PATH, EmbeddedAudio, FolderManifest, read_folder
+from core.data.sources import (
+    AUDIOFOLDER_PATH,
+    EmbeddedAudio,
+    FolderManifest,
+    is_saved_dataset,
+    metadata_file,
+    read_folder,
+)
 from core.errors import DataError
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 OPTIONAL_COLUMNS = ("age", "word", "speaker")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")  # a folder of clips (inference)
 TEXT_COLUMNS = ("path", "word", "speaker")
 CLINICAL_AGE = re.compile(r"\s*(\d+)\s*;\s*(\d+)\s*")  # Y;M
 FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # the only sample formats that can hold NaN or infinity
@@ -66,6 +74,7 @@ class Manifest:
     table: pd.DataFrame
     target: str
     embedded: EmbeddedAudio | None = None  # clips stored as bytes in a dataset: their `path` is a key, not a file
+    written: pd.DataFrame | None = None  # the table as read, before any check or conversion (predict copies it out)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -170,15 +179,21 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def load_manifest(path: str | Path, target: str = "label", audio_root: str | Path | None = None,
-                  regression: bool = False, check_audio: bool = True, columns: Columns | None = None) -> Manifest:
+                  regression: bool = False, check_audio: bool = True, columns: Columns | None = None,
+                  labelled: bool = True) -> Manifest:
     """Read and validate a manifest (a CSV or Parquet file, an audiofolder or a `save_to_disk` folder); map the
-    `columns` to their roles; resolve `path` against `audio_root` (default: the manifest's folder).
+    `columns` to their roles; resolve `path` against `audio_root` (default: the manifest's folder). The one loader
+    of training and inference.
 
-    `check_audio=False` skips everything that opens the clips (existence, headers, samples, duplicate content)."""
+    `check_audio=False` skips everything that opens the clips (existence, headers, samples, duplicate content).
+    `labelled=False` (inference): the target column may be missing, and may hold a single class; a folder that is
+    neither an audiofolder nor a dataset is read as its audio files (any depth, sorted)."""
     columns = columns or Columns()
     source = Path(path).expanduser().resolve()
     embedded, default_path, root = None, "path", source.parent
-    if source.is_dir():
+    if source.is_dir() and not labelled and not is_saved_dataset(source) and metadata_file(source) is None:
+        table, root = audio_folder_table(source), source
+    elif source.is_dir():
         read = read_folder(source, columns.path)
         if isinstance(read, FolderManifest):  # save_to_disk: the audio column is already `path`
             table, embedded, root = read.table, read.embedded, source
@@ -188,24 +203,28 @@ def load_manifest(path: str | Path, target: str = "label", audio_root: str | Pat
             table, root = read_table(source), source.parent
     else:
         table = read_table(source)
-    table = _map_columns(source, table.reset_index(drop=True).copy(), columns, default_path)
-    _require_columns(source, table, target)
+    written = table.reset_index(drop=True)
+    table = _map_columns(source, written.copy(), columns, default_path)
+    _require_columns(source, table, target if labelled else None)
+    has_target = target in table.columns
     root = Path(audio_root).expanduser().resolve() if audio_root else root
     names = {role: _column_name(columns, role, default_path) for role in COLUMN_FLAGS}
-    for column in TEXT_COLUMNS + (() if regression else (target,)):
+    for column in TEXT_COLUMNS + (() if regression or not has_target else (target,)):
         if column in table.columns:
             table[column] = [_text(value) for value in table[column]]
     table["path"] = [value if embedded is not None and embedded.has_bytes(row) else
                      _resolve(source, row, value, root, names["path"]) for row, value in enumerate(table["path"])]
     _check_listed_once(source, table["path"].tolist())
-    _require_values(source, table[target], f"target {target!r}", "is empty or NaN")
-    _refuse_nan_text(source, table[target], target)
+    if has_target:
+        _require_values(source, table[target], f"target {target!r}", "is empty or NaN")
+        _refuse_nan_text(source, table[target], target)
     for column in OPTIONAL_COLUMNS:
         if column in table.columns:
             _require_values(source, table[column], f"column {names[column]}")
     if "age" in table.columns and (regression or target != "age"):  # a classifier's age target is a class name
         table["age"] = [_age(source, row, value, names["age"]) for row, value in enumerate(table["age"])]
-    _check_target(source, table, target, regression)
+    if has_target:
+        _check_target(source, table, target, regression, classes=2 if labelled else 1)
     if check_audio:
         files = [row for row in range(len(table)) if embedded is None or not embedded.has_bytes(row)]
         stats = [_check_audio(source, row, table["path"].iloc[row]) for row in files]
@@ -214,7 +233,15 @@ def load_manifest(path: str | Path, target: str = "label", audio_root: str | Pat
             for row in range(len(table)):
                 if embedded.has_bytes(row):
                     _check_audio_bytes(source, row, table["path"].iloc[row], embedded.read(row))
-    return Manifest(source=source, table=table, target=target, embedded=embedded)
+    return Manifest(source=source, table=table, target=target, embedded=embedded, written=written)
+
+
+def audio_folder_table(folder: Path) -> pd.DataFrame:
+    """A folder of audio files as a manifest table: `path` relative to the folder, sorted, any depth."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise DataError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
+    return pd.DataFrame({"path": [file.relative_to(folder).as_posix() for file in files]}, dtype=str)
 
 
 def _column_name(columns: Columns, role: str, default_path: str) -> str:
@@ -239,16 +266,16 @@ def _map_columns(source: Path, table: pd.DataFrame, columns: Columns, default_pa
     return table
 
 
-def _line(row: int) -> str:
-    """Human row number: data rows start at line 2 of a CSV (after the header)."""
+def row_name(row: int) -> str:
+    """Human row number: data rows start at line 2 of a CSV (after the header). Every message naming a row uses it."""
     return f"{row + 1} (line {row + 2})"
 
 
-def _require_columns(source: Path, table: pd.DataFrame, target: str) -> None:
+def _require_columns(source: Path, table: pd.DataFrame, target: str | None) -> None:
     if "path" not in table.columns:
         raise DataError(f"{source}: missing required column 'path' (columns: {', '.join(map(str, table.columns))}); "
                         "name another with --path-column / data.path_column")
-    if target not in table.columns:
+    if target is not None and target not in table.columns:
         raise DataError(f"{source}: target column {target!r} not found (columns: "
                         f"{', '.join(map(str, table.columns))}); pick one with --target / data.target")
 
@@ -274,7 +301,7 @@ def _blank(value: object) -> bool:
 def _require_values(source: Path, values: pd.Series, what: str, empty: str = "is empty") -> None:
     blank = [row for row, value in enumerate(values) if _blank(value)]
     if blank:
-        raise DataError(f"{source}: row {_line(blank[0])}: {what} {empty} ({len(blank)} such row(s))")
+        raise DataError(f"{source}: row {row_name(blank[0])}: {what} {empty} ({len(blank)} such row(s))")
 
 
 def _refuse_nan_text(source: Path, values: pd.Series, target: str) -> None:
@@ -282,13 +309,13 @@ def _refuse_nan_text(source: Path, values: pd.Series, target: str) -> None:
     or a NaN target, so it is refused; every other spelling (`NA`, `None`, `null`) is a real value."""
     rows = [row for row, value in enumerate(values) if isinstance(value, str) and value.strip().lower() == "nan"]
     if rows:
-        raise DataError(f"{source}: row {_line(rows[0])}: target {target!r} is empty or NaN ({values.iloc[rows[0]]!r}, "
-                        f"as pandas writes a missing value; {len(rows)} such row(s))")
+        raise DataError(f"{source}: row {row_name(rows[0])}: target {target!r} is empty or NaN "
+                        f"({values.iloc[rows[0]]!r}, as pandas writes a missing value; {len(rows)} such row(s))")
 
 
 def _resolve(source: Path, row: int, value: str, root: Path, column: str = "'path'") -> str:
     if not value.strip():
-        raise DataError(f"{source}: row {_line(row)}: column {column} is empty")
+        raise DataError(f"{source}: row {row_name(row)}: column {column} is empty")
     file = Path(value)
     # normpath: `clips/a.wav`, `./clips/a.wav` and `clips/x/../a.wav` are one clip, so they compare equal here and
     # in the cache key and pre-split overlap checks.
@@ -299,8 +326,8 @@ def _check_listed_once(source: Path, paths: Sequence[str]) -> None:
     first: dict[str, int] = {}
     for row, path in enumerate(paths):
         if path in first:
-            raise DataError(f"{source}: clip {path} is listed twice, in row {_line(first[path])} and row "
-                            f"{_line(row)}; list each clip once (a clip in two rows can land in two splits)")
+            raise DataError(f"{source}: clip {path} is listed twice, in row {row_name(first[path])} and row "
+                            f"{row_name(row)}; list each clip once (a clip in two rows can land in two splits)")
         first[path] = row
 
 
@@ -326,7 +353,7 @@ def _not_number(value: object) -> str:
 
 def _age(source: Path, row: int, value: object, column: str = "'age'") -> float:
     """Years: a number, or the clinical `Y;M` (years;months, months 0..11)."""
-    where = f"{source}: row {_line(row)}: column {column}={value!r}"
+    where = f"{source}: row {row_name(row)}: column {column}={value!r}"
     clinical = CLINICAL_AGE.fullmatch(value) if isinstance(value, str) else None
     if clinical:
         years, months = int(clinical.group(1)), int(clinical.group(2))
@@ -341,18 +368,20 @@ def _age(source: Path, row: int, value: object, column: str = "'age'") -> float:
     return age
 
 
-def _check_target(source: Path, table: pd.DataFrame, target: str, regression: bool) -> None:
+def _check_target(source: Path, table: pd.DataFrame, target: str, regression: bool, classes: int = 2) -> None:
+    """The target's values: numbers for a regressor; for a classifier one spelling per class and at least
+    `classes` classes (2 to train; inference may score clips of one class)."""
     values = table[target]
     if regression:
         numbers = [_number(value) for value in values]
         for row, number in enumerate(numbers):
             if number is None:
-                raise DataError(f"{source}: row {_line(row)}: target {target!r}={values.iloc[row]!r} "
+                raise DataError(f"{source}: row {row_name(row)}: target {target!r}={values.iloc[row]!r} "
                                 f"{_not_number(values.iloc[row])} (a regressor head needs a numeric target)")
         table[target] = np.asarray(numbers, dtype=np.float64)
         return
     _check_spellings(source, values, target)
-    if values.nunique() < 2:
+    if values.nunique() < classes:
         raise DataError(f"{source}: target {target!r} has a single class ({values.iloc[0]!r}); "
                         "a classifier needs at least two")
 
@@ -367,12 +396,12 @@ def _check_spellings(source: Path, values: pd.Series, target: str) -> None:
         other = by_key.setdefault(key, label)
         if other != label:
             raise DataError(f"{source}: target {target!r} spells one class two ways: {other!r} (row "
-                            f"{_line(first[other])}) and {label!r} (row {_line(row)}); labels that differ only by "
-                            "case or surrounding spaces are not allowed, use one spelling")
+                            f"{row_name(first[other])}) and {label!r} (row {row_name(row)}); labels that differ only "
+                            "by case or surrounding spaces are not allowed, use one spelling")
 
 
 def _check_audio(source: Path, row: int, file: str) -> os.stat_result:
-    where = f"{source}: row {_line(row)}: audio file {file}"
+    where = f"{source}: row {row_name(row)}: audio file {file}"
     if not Path(file).is_file():
         raise DataError(f"{where} not found")
     try:
@@ -388,7 +417,7 @@ def _check_audio(source: Path, row: int, file: str) -> os.stat_result:
 
 def _check_audio_bytes(source: Path, row: int, key: str, data: bytes) -> None:
     """A clip stored as bytes: readable by the decoder, not empty (NaN samples are refused when it is decoded)."""
-    where = f"{source}: row {_line(row)}: audio {key}"
+    where = f"{source}: row {row_name(row)}: audio {key}"
     try:
         info = soundfile.info(io.BytesIO(data))
     except Exception as error:
@@ -414,7 +443,7 @@ def _check_distinct_files(source: Path, paths: Sequence[str], stats: Sequence[os
     for row, stat in enumerate(stats):
         other = inode.setdefault((stat.st_dev, stat.st_ino), row)
         if other != row:
-            raise DataError(f"{source}: row {_line(other)} ({paths[other]}) and row {_line(row)} ({paths[row]}) "
+            raise DataError(f"{source}: row {row_name(other)} ({paths[other]}) and row {row_name(row)} ({paths[row]}) "
                             "are the same file; list each clip once")
         by_size[stat.st_size].append(row)
     same: list[tuple[int, int]] = []
@@ -430,7 +459,7 @@ def _check_distinct_files(source: Path, paths: Sequence[str], stats: Sequence[os
     if same:
         a, b = min(same)
         warnings.warn(f"{source}: {len(same)} clip(s) have the same bytes as another row's clip (first: row "
-                      f"{_line(b)} {paths[b]} = row {_line(a)} {paths[a]}): one recording may land in two splits",
+                      f"{row_name(b)} {paths[b]} = row {row_name(a)} {paths[a]}): one recording may land in two splits",
                       DuplicateAudioWarning, stacklevel=3)
 
 

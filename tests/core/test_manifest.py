@@ -212,3 +212,37 @@ def test_filter_words_unknown_word(toy_dataset: Path) -> None:
 
 def test_data_errors_are_user_errors() -> None:
     assert issubclass(DataError, UserError) and DataError.exit_code == 2
+
+
+def test_inference_uses_the_same_loader_with_labels_optional(tmp_path: Path) -> None:
+    """`labelled=False` (what predict reads): no target column, or one class, is fine; every other rule is the
+    training loader's own (here: an age in the clinical Y;M notation, and a missing clip named by its row)."""
+    table = small_set(tmp_path).drop(columns=["label"]).assign(age=["4;6", "5", "6;0", "7"])
+    table.to_csv(tmp_path / "new.csv", index=False)
+    manifest = load_manifest(tmp_path / "new.csv", labelled=False)
+    assert manifest.table["age"].tolist() == [4.5, 5.0, 6.0, 7.0]
+    assert manifest.written["age"].tolist() == ["4;6", "5", "6;0", "7"]  # as the user wrote it, for the output
+    with pytest.raises(DataError, match="target column 'label' not found"):
+        load_manifest(tmp_path / "new.csv")
+    table.assign(label="abnormal").to_csv(tmp_path / "one_class.csv", index=False)
+    assert load_manifest(tmp_path / "one_class.csv", labelled=False).table["label"].nunique() == 1
+    with pytest.raises(DataError, match="single class"):
+        load_manifest(tmp_path / "one_class.csv")
+    table.assign(path=["missing.wav", *table["path"][1:]]).to_csv(tmp_path / "gone.csv", index=False)
+    with pytest.raises(DataError, match=r"row 1 \(line 2\): audio file .*missing.wav not found"):
+        load_manifest(tmp_path / "gone.csv", labelled=False)
+
+
+def test_a_folder_of_clips_is_a_manifest_only_for_inference(tmp_path: Path) -> None:
+    (tmp_path / "child" / "day2").mkdir(parents=True)
+    for cycles, name in enumerate(("child/b.wav", "child/a.flac", "child/day2/c.wav")):
+        write_clip(tmp_path / name, cycles=100 + cycles)
+    (tmp_path / "child" / "notes.txt").write_text("not audio")
+    manifest = load_manifest(tmp_path / "child", labelled=False)
+    assert manifest.written["path"].tolist() == ["a.flac", "b.wav", "day2/c.wav"]
+    assert manifest.paths == [str((tmp_path / "child" / p).resolve()) for p in ("a.flac", "b.wav", "day2/c.wav")]
+    with pytest.raises(DataError, match="is a folder; give a manifest"):
+        load_manifest(tmp_path / "child")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no audio files"):
+        load_manifest(tmp_path / "empty", labelled=False)
