@@ -42,8 +42,9 @@ import core.log_mel_cache as log_mel_cache  # noqa: E402
 from core.checks import check_config  # noqa: E402
 from core.config import Config  # noqa: E402
 from core.data.dataset import AudioData, prepare_data  # noqa: E402
+from core.devices import resolve_device  # noqa: E402
 from core.features import LogMelFeaturizer  # noqa: E402
-from core.train import resolve_device, train_fold  # noqa: E402
+from core.train import train_fold  # noqa: E402
 
 MODES = ("per_trial", "per_fold", "per_batch")
 

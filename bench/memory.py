@@ -64,7 +64,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
     from core.config import Config
     from core.data.dataset import prepare_data
-    from core.train import resolve_device
+    from core.devices import resolve_device
     from tune.engine.folds import LocalFolds
 
     torch.set_num_threads(args.threads)

@@ -48,7 +48,8 @@ from support.toy_audio import write_toy_dataset  # noqa: E402
 from core.checks import trial_config  # noqa: E402
 from core.config import Config  # noqa: E402
 from core.data.dataset import prepare_data  # noqa: E402
-from core.train import resolve_device, train_fold  # noqa: E402
+from core.devices import resolve_device  # noqa: E402
+from core.train import train_fold  # noqa: E402
 from search_spaces import DEMO_OVERRIDES  # noqa: E402
 from tune.engine.arguments import DEMO_BUDGET  # noqa: E402
 

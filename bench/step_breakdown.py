@@ -33,8 +33,8 @@ from torch import nn  # noqa: E402
 
 from core.config import Config  # noqa: E402
 from core.data.batches import Batch  # noqa: E402
+from core.devices import resolve_device  # noqa: E402
 from core.models import MODELS  # noqa: E402
-from core.train import resolve_device  # noqa: E402
 
 PHASES = ("featurizer", "forward", "backward", "optimizer")
 DEFAULT_MODELS = "whisper:micro,whisper:tiny,whisper:base,wav2vec2:micro,resnet50"

@@ -22,7 +22,7 @@ import sys
 import torch
 from step_breakdown import Step  # noqa: I001  (bench/ is this script's folder, so it is importable)
 
-from core.train import resolve_device
+from core.devices import resolve_device
 
 
 def parse_args() -> argparse.Namespace:

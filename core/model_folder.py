@@ -33,12 +33,12 @@ from torch import nn
 from core.command_line import write_json
 from core.config import Config
 from core.data.dataset import AudioData, clips_for_inference
+from core.devices import resolve_device
 from core.errors import UserError
 from core.evaluate import predict, score
 from core.models import MODELS
 from core.report import report_of_rows
 from core.statistics import FoldStatistics
-from core.train import resolve_device
 
 FORMAT = "audiotune-model"
 VERSION = 1

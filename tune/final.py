@@ -63,9 +63,9 @@ def build_parser() -> ArgumentParser:
 def trained_model(config: Config, data: AudioData, model: torch.nn.Module, featurizer: torch.nn.Module
                   ) -> LoadedModel:
     """The model just trained, as a model folder would load it (statistics of all development rows)."""
+    from core.devices import resolve_device
     from core.model_folder import LoadedModel, decoding_settings
     from core.statistics import FoldStatistics
-    from core.train import resolve_device
 
     stats = FoldStatistics.from_data(data, data.splits.development)
     return LoadedModel(folder=Path(), config=config, model=model, featurizer=featurizer, stats=stats,

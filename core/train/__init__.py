@@ -1,15 +1,10 @@
 """`train_fold`: one model/loss/fold, one result per epoch. Pure: everything comes in through its arguments.
 
 Ray is not needed: `tune/` advances several of these generators in lockstep, `python -m core.train` runs them
-one after another, and a test can just iterate one.
+one after another (core/train/__main__.py hands its command line to core/cli.py), and a test can just iterate one.
 """
 
 from __future__ import annotations
-
-if __name__ == "__main__":  # `python -m core.train`: the command line lives in core/cli.py; before torch loads, so
-    from core.cli import main  # --help stays light (core.cli imports this module by name once parsing is done)
-
-    raise SystemExit(main())
 
 import copy
 import functools
@@ -27,6 +22,7 @@ from core.data.batches import Batch, make_batch
 from core.data.dataset import AudioData
 from core.data.samplers import SAMPLERS
 from core.data.splits import Fold
+from core.devices import resolve_device
 from core.evaluate import predict, score
 from core.log_mel_cache import cached_front_end
 from core.losses import LOSSES
@@ -63,12 +59,6 @@ class EpochResult:
         is built from the CPU copy of the best weights when first read: a search never reads it, so it never
         holds a second model on the device."""
         return self.selected()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
