@@ -17,7 +17,17 @@ from core.errors import UserError
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that exits 2 with one line (`error: ...`) instead of the whole usage block."""
+    """argparse that exits 2 with one line (`error: ...`) instead of the whole usage block, and lists the actions
+    its arguments made (`arguments`: argparse keeps its own list private)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.arguments: list[argparse.Action] = []  # every add_argument's action, help included, in order
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self.arguments.append(action)
+        return action
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"error: {message} (see --help)\n")

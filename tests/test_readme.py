@@ -43,8 +43,9 @@ def all_options() -> set[str]:
     demo_data = script.build_parser
 
     found = {"--markdown"}  # python -m core.config_reference --markdown
-    for build in (run, final, predict, report, submit, train, commands, demo_data):
-        found.update(option for action in build()._actions for option in action.option_strings)
+    for build in (run, final, predict, report, submit, train, commands):
+        found.update(option for action in build().arguments for option in action.option_strings)
+    found.update(re.findall(r"--[a-z][a-z0-9-]*", demo_data().format_usage()))  # a plain argparse: its usage line
     return found
 
 

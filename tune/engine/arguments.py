@@ -132,9 +132,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _file_flags(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+def _file_flags(parser: ArgumentParser) -> dict[str, argparse.Action]:
     """The flags a settings file may hold, by name with `_` (from `--num-samples`: num_samples)."""
-    return {action.option_strings[-1][2:].replace("-", "_"): action for action in parser._actions
+    return {action.option_strings[-1][2:].replace("-", "_"): action for action in parser.arguments
             if action.option_strings and action.dest not in ("help", "config")}
 
 

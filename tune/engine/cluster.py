@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import os
 import socket
 import sys
@@ -11,6 +10,7 @@ from collections.abc import Mapping
 from typing import NoReturn
 
 from core.errors import UserError
+from tune.engine.private_api import exit_now, loopback_init_options
 
 JOIN_TIMEOUT_S = 10.0  # how long an --address HOST:PORT may take to answer before we say nothing is there
 
@@ -50,23 +50,8 @@ def start_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | 
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise UserError(f"--address {address}: cannot join ({str(error).splitlines()[0]})") from error
     else:
-        keep_token_authentication()
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", **common)
-
-
-def keep_token_authentication() -> None:
-    """A new local Ray turns token authentication on when RAY_AUTH_MODE is unset, and warns on every run that it
-    did ("Token authentication is enabled for this Ray cluster..."). Asking for it explicitly keeps it on, silently.
-    Ray reads the mode once, when it is imported, so its cached config is re-read the way Ray's own auto-enable
-    does it (ray._private.authentication.authentication_token_setup._enable_token_auth). The caller's own
-    RAY_AUTH_MODE (e.g. `disabled` in the tests) wins."""
-    if "RAY_AUTH_MODE" in os.environ:
-        return
-    os.environ["RAY_AUTH_MODE"] = "token"
-    from ray._raylet import Config
-
-    Config.initialize("")
+                 **loopback_init_options(), **common)
 
 
 def exit_process(code: int) -> NoReturn:
@@ -78,10 +63,9 @@ def exit_process(code: int) -> NoReturn:
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()
-    atexit._run_exitfuncs()  # the hooks Python would run at exit (CPython's own entry point to them)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    exit_now(code)
 
 
 def check_reachable(address: str) -> None:

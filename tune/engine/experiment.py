@@ -39,6 +39,7 @@ from search_spaces.pinning import PinnedSpace
 from tune.engine.arguments import RunSettings, build_parser, parse_args, settings_from_args
 from tune.engine.cluster import check_reachable, cluster_gpus, cluster_nodes, local_gpus, local_nodes, start_ray
 from tune.engine.interrupt import Interruption
+from tune.engine.private_api import grid_trials
 from tune.engine.resources import check_device, check_fits, resolve_gpus, trial_resources
 from tune.engine.search import build_tuner, check_objective_data, objective, objectives, restore_tuner
 from tune.engine.storage_full import StorageFull, hide_storage_full_logs, out_of_space
@@ -363,7 +364,7 @@ def finish(settings: RunSettings, space: SearchSpace, store: RunStore, grid: Res
         print(describe_front(table, objectives(settings)))
     written.extend(write_out_of_fold(store, grid, export, data))
     written.extend(write_search_plots(store, table, grid, settings.space, metric, mode, settings.pinned,
-                                      settings.demo))
+                                      settings.demo, grid_trials(grid)))
     written.append(write_run_report(store))
     score = export["validated"]
     print(f"\nbest: trial {export['trial_id']}  {metric} {score['score']:.4f} ± {score['std']:.4f} at epoch "

@@ -15,6 +15,8 @@ import cloudpickle
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from tune.engine.private_api import RAY_SYNCER_LOGGER, forgive_failure
+
 
 def out_of_space(error: BaseException | None) -> bool:
     """Whether `error`, or an exception it wraps (Ray keeps a trial's own exception as `.cause`), is ENOSPC."""
@@ -59,7 +61,7 @@ class StopWhenStorageFull(Callback):
 
     def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if failed_for_space(trial):
-            trial.run_metadata.num_failures -= 1
+            forgive_failure(trial)
             self._stop(trials, trial)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -88,5 +90,5 @@ class HideStorageFullLogs(logging.Filter):
 
 def hide_storage_full_logs() -> None:
     for name in ("ray.tune.execution.tune_controller", "ray.tune.execution.experiment_state",
-                 "ray.train._internal.syncer", "ray.tune.tune"):
+                 RAY_SYNCER_LOGGER, "ray.tune.tune"):
         logging.getLogger(name).addFilter(HideStorageFullLogs())

@@ -31,6 +31,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from search_spaces.pinning import PinnedSpace
+from tune.engine.private_api import validate_frozen_trial
 from tune.results.aggregate import bias_scores, fold_values
 from tune.results.leaderboard import ASHA, ERROR, sampling_order, trial_status
 from tune.results.storage import RunStore
@@ -155,7 +156,7 @@ class LiveStudy(Callback):
         frozen = optuna.trial.create_trial(state=state, params=params, distributions=distributions,
                                            user_attrs={RAY_TRIAL_ID: trial.trial_id, **fields.pop("user_attrs", {})},
                                            **fields)
-        frozen._validate()
+        validate_frozen_trial(frozen)
         # what Study.add_trial does, keeping the storage id (rows are numbered in the order they are added)
         row = self._rows[trial.trial_id] = _Row(self.database().create_new_trial(self.study_id, frozen), state)
         return row

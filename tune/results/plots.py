@@ -13,6 +13,7 @@ import json
 import math
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,12 +47,11 @@ class SearchPlots:
     history: pd.DataFrame | None = None  # what the optimisation history shows (see `history_table`)
 
 
-def sampling_order(grid: ResultGrid) -> dict[str, int]:
+def sampling_order(grid: ResultGrid, trials: Sequence[Any] = ()) -> dict[str, int]:
     """{trial id: 1-based number in the order the searcher sampled the trials}. Tune's trial ids are random hex;
-    the order is the counter Tune puts at the front of each trial's experiment tag (`3_augment...`), kept across
-    --resume. ResultGrid does not expose the trials publicly, hence the private attribute; without it, the grid's
-    own order (Tune's trial list, also creation order) stands."""
-    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or []
+    the order is the counter Tune puts at the front of each of its `trials`' experiment tag (`3_augment...`), kept
+    across --resume; the engine hands the Trial objects in (tune/engine/private_api.py `grid_trials`). Without them,
+    the grid's own order (Tune's trial list, also creation order) stands."""
     order = {trial.trial_id: tag_number(trial) for trial in trials}
     order = {trial_id: number for trial_id, number in order.items() if number != sys.maxsize}
     ids = [_trial_id(result) for result in grid]
@@ -187,13 +187,13 @@ def study_plots(study: optuna.Study, plots: SearchPlots) -> None:
 
 
 def search_plots(table: pd.DataFrame, grid: ResultGrid, space: str, metric: str, mode: str,
-                 pinned: dict[str, Any] | None = None, demo: bool = False) -> SearchPlots:
+                 pinned: dict[str, Any] | None = None, demo: bool = False, trials: Sequence[Any] = ()) -> SearchPlots:
     """Every search figure of a finished (or stopped) search; `table` is its leaderboard (results/leaderboard.py)."""
     plots = SearchPlots()
     if table.empty:
         plots.skipped["optimisation_history.png"] = "no trials"
         return plots
-    order = sampling_order(grid)
+    order = sampling_order(grid, trials)
     plots.history = history_table(table, order, metric, mode)
     plots.files["optimisation_history.png"] = png_bytes(history_figure(plots.history, metric))
     curves = curves_figure(table, trial_histories(grid, metric), metric)
@@ -206,10 +206,11 @@ def search_plots(table: pd.DataFrame, grid: ResultGrid, space: str, metric: str,
 
 
 def write_search_plots(store: Any, table: pd.DataFrame, grid: ResultGrid, space: str, metric: str, mode: str,
-                       pinned: dict[str, Any] | None = None, demo: bool = False) -> list[str]:
+                       pinned: dict[str, Any] | None = None, demo: bool = False,
+                       trials: Sequence[Any] = ()) -> list[str]:
     """Draw the search's figures into `plots/` of the run folder (a tune/results/storage.py RunStore); returns what was
     written, and says what was not drawn and why (also in plots/skipped.json, which the HTML report shows)."""
-    plots = search_plots(table, grid, space, metric, mode, pinned, demo)
+    plots = search_plots(table, grid, space, metric, mode, pinned, demo, trials)
     store.fs.create_dir(f"{store.path}/{PLOTS}", recursive=True)  # a file:// URI's files need their folder
     written = [store.write_bytes(f"{PLOTS}/{name}", data) for name, data in plots.files.items()]
     written.append(store.write_bytes(f"{PLOTS}/{SKIPPED}", (json.dumps(plots.skipped, indent=2) + "\n").encode()))
