@@ -25,7 +25,7 @@ from typing import Any
 from core.errors import UserError
 from tune.results.storage import is_uri
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("core", "tune", "search_spaces")  # what a job imports of this project
 EXCLUDES = [".venv", ".git", "runs", "**/__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", "*.arrow",
             "data/cache"]
