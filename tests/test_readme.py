@@ -223,7 +223,7 @@ def measured_numbers(markdown: str) -> set[str]:
     return found - NOT_MEASURED
 
 
-@pytest.mark.parametrize("path", DOCS, ids=doc_id)
+@pytest.mark.parametrize("path", DOCS + MEASUREMENTS, ids=doc_id)
 def test_every_link_resolves(path: Path) -> None:
     broken = broken_links(path)
     assert not broken, f"{doc_id(path)} links to what does not exist: {broken}"
@@ -262,6 +262,8 @@ def test_demo_budget_shown_is_the_codes() -> None:
     assert shown, "README.md should show the demo search's budget line"
     assert [int(n) for n in shown.groups()] == [DEMO_BUDGET["num_samples"], DEMO_OVERRIDES["data.k_fold"],
                                                DEMO_OVERRIDES["train.epochs"]]
+    at_once = re.search(r"(\d+) trials at a time", text(README))
+    assert at_once and int(at_once.group(1)) == DEMO_BUDGET["max_concurrent"], "README.md: the demo's trials at once"
 
 
 def test_readme_is_a_first_hour() -> None:
