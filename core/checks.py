@@ -30,6 +30,7 @@ from core.features import LOG_MELS, WhisperLogMel
 from core.losses import LOSSES
 from core.metrics import METRICS
 from core.models import MODELS
+from core.models.pretrained import check_source
 from core.models.resnet import empty_mel_bands
 from core.optim import OPTIMIZERS, SCHEDULERS
 from core.registry import CLASSIFICATION, REGRESSION, Registry
@@ -61,6 +62,7 @@ def check_run(config: Config, data: AudioData, training_rows: Sequence[np.ndarra
     rows = [fold.train for fold in data.splits.folds] if training_rows is None else training_rows
     _split_rules(config, data)
     _schedule_rules(config, (len(split) for split in rows))
+    check_source(config.model.pretrained)  # a missing path is named first; a pickle of objects is refused
     MODELS.get(config.model.name).check_pretrained(config)
     if not data.regression:  # every report names its positive class: found now, not after training
         positive_class(data.classes, config.data.positive_class)

@@ -10,7 +10,6 @@ registries, the data or a checkpoint's files is checked in `core.checks`, which 
 
 from __future__ import annotations
 
-import codecs
 import dataclasses
 import difflib
 import functools
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
+from core.settings_files import excerpt, parse_json, read_text
 
 
 @dataclass
@@ -220,7 +220,7 @@ def _json_kind(value: Any) -> str:
     """How JSON names a value's type, with the value when it is short."""
     kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
     kind = kinds.get(type(value), "a number")
-    return kind if isinstance(value, (dict, list)) or value is None else f"{kind} ({value!r:.40})"
+    return kind if isinstance(value, (dict, list)) or value is None else f"{kind} ({excerpt(value, 40)})"
 
 
 def all_keys() -> list[str]:
@@ -282,8 +282,8 @@ def coerce(key: str, value: Any, kind: Any) -> Any:
             return str(value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond a float's range
         pass
-    shown = repr(value)
-    raise ConfigError(f"{key}: expected {_type_name(kind)}, got {shown if len(shown) <= 60 else shown[:57] + '...'}")
+    # an excerpt, never the whole repr: a YAML alias can make one value enormous
+    raise ConfigError(f"{key}: expected {_type_name(kind)}, got {excerpt(value)}")
 
 
 def _scalar(value: Any) -> bool:
@@ -470,26 +470,13 @@ def with_absolute_paths(config: Config) -> Config:
 
 def load_config_file(path: str | Path) -> Config:
     """A config from JSON: either `Config.to_dict()` itself or an export (`best_config.json`) holding it under
-    "config". UTF-8, with or without a byte-order mark (Windows editors write one); every error names the file."""
+    "config". UTF-8, with or without a byte-order mark (Windows editors write one); size- and depth-capped, a key
+    given twice refused (core/settings_files.py); every error names the file."""
     file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"{file}: config file not found" if not file.exists() else f"{file}: not a file")
-    raw_bytes = file.read_bytes()
-    if not raw_bytes.strip():
+    text = read_text(file)
+    if not text.strip():
         raise ConfigError(f"{file}: config file is empty")
-    if raw_bytes.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw_bytes:
-        raise ConfigError(f"{file}: config file is not UTF-8 text (UTF-16, or binary); save it as UTF-8 JSON")
-    try:
-        text = raw_bytes.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{file}: config file is not UTF-8 (byte 0x{raw_bytes[error.start]:02x} at offset "
-                          f"{error.start}); save it as UTF-8 JSON") from error
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{file}: not valid JSON ({error})") from error
-    except RecursionError as error:
-        raise ConfigError(f"{file}: not a config (JSON nested too deeply)") from error
+    raw = parse_json(file, text)
     if isinstance(raw, dict) and "config" in raw:  # an export: the recipe under "config", its evidence beside it
         raw = raw["config"]
         where = f"{file}: 'config'"

@@ -9,7 +9,6 @@ per-age-band and per-speaker UAR). `--eval-only --checkpoint OUT` scores a saved
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from tqdm import tqdm
 from core.command_line import ArgumentParser, check_output_folder, run_command, write_json
 from core.config import Config, load_config_file, parse_assignment
 from core.errors import UserError
+from core.settings_files import parse_json, read_text
 from tune.results.page import REPORT, write_final_report
 
 if TYPE_CHECKING:  # torch and the data layer load once the command line is parsed (a light --help)
@@ -95,7 +95,7 @@ def test_evaluation(config: Config, data: AudioData, loaded: LoadedModel) -> tup
 def search_score(config_path: Path) -> dict[str, Any]:
     """The cross-validated evidence a search's best_config.json carries (`metric`, `validated`), for the
     model card; empty for a plain config."""
-    raw = json.loads(config_path.read_text())
+    raw = parse_json(config_path, read_text(config_path))  # as load_config_file reads it (a BOM, say)
     if not isinstance(raw, dict) or "config" not in raw:
         return {}
     return {key: raw[key] for key in ("metric", "validated") if key in raw}
@@ -146,6 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     config_path = Path(args.config)
     config = load_config_file(config_path)
+    evidence = search_score(config_path)  # read now: a file that cannot be read again fails before training
     overrides = {k: v for k, v in {"data.manifest": args.data, "data.audio_root": args.audio_root}.items() if v}
     # A Pareto trial's config (pareto/<trial>.json) sits one folder below the run's splits.json and final/ folders.
     pareto = config_path.resolve().parent.name == "pareto"
@@ -169,7 +170,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model, featurizer = train_final(config, data)
         loaded = trained_model(config, data, model, featurizer)
         report, outputs = test_evaluation(config, data, loaded)
-    evidence = search_score(config_path)
     if "validated" in evidence:  # the search's cross-validated score, beside the test score
         report["cv_score"] = evidence["validated"]
     report["seconds"] = round(time.time() - started, 1)

@@ -11,6 +11,7 @@ gives the response to a grey image of the same intensity, which is what a one-ch
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from core.models.conditioning import (
     spectrogram_rows,
 )
 from core.models.freezing import FrozenPartsStayEval
+from core.models.pretrained import refused
 from core.statistics import FoldStatistics
 
 IMAGE_SIZE = 224
@@ -62,8 +64,11 @@ def load_pretrained(path: str) -> dict[str, torch.Tensor]:
                           "of torchvision's resnet50, or 'none')")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle/zip errors: say which file, not torch's internals
-        raise ConfigError(f"model.pretrained={path!r}: not a readable torch state_dict ({error})") from error
+    except pickle.UnpicklingError:  # torch's message advises weights_only=False: never passed on
+        raise refused(path, file) from None
+    except Exception as error:  # zip/format errors: say which file, in one line, not torch's internals
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"model.pretrained={path!r}: not a readable torch state_dict ({first})") from None
     if not isinstance(state, dict) or "conv1.weight" not in state:
         raise ConfigError(f"model.pretrained={path!r}: not a torchvision resnet50 state_dict (no conv1.weight)")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}

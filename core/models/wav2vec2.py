@@ -22,6 +22,7 @@ from core.errors import ConfigError
 from core.features import WaveformNormalizer
 from core.models.conditioning import ConditionedHead, check_conditioning, conditioned_head
 from core.models.freezing import FrozenPartsStayEval
+from core.models.pretrained import refusing_pickles
 from core.models.whisper import quiet_transformers
 from core.statistics import FoldStatistics
 
@@ -45,7 +46,7 @@ def load_backbone(source: str, size: str, architecture: dict | None = None) -> W
         return Wav2Vec2Model(Wav2Vec2Config.from_dict(architecture))
     if source == "none":
         return Wav2Vec2Model(Wav2Vec2Config(**SIZE_PRESETS[size], **NO_HF_MASKING))
-    with quiet_transformers():
+    with quiet_transformers(), refusing_pickles(source):  # a pytorch_model.bin holding objects: one line
         # fp32 whatever the checkpoint's dtype: transformers 5 loads it as stored (dtype="auto"), so an fp16
         # checkpoint would give an fp16 backbone under the fp32 head.
         return Wav2Vec2Model.from_pretrained(source, dtype=torch.float32, **NO_HF_MASKING)

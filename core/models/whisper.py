@@ -35,6 +35,7 @@ from core.models.conditioning import (
     spectrogram_rows,
 )
 from core.models.freezing import FrozenPartsStayEval
+from core.models.pretrained import refusing_pickles
 from core.registry import Registry
 from core.statistics import FoldStatistics
 
@@ -86,7 +87,8 @@ def load_encoder(source: str, size: str, n_mels: int, positions: int, conditioni
             raise ConfigError(f"data.max_seconds: clips give {positions} positions but {source} has only "
                               f"{hf_config.max_source_positions}")
         # fp32 whatever the checkpoint's dtype (transformers would otherwise load it as stored, e.g. fp16).
-        state = WhisperModel.from_pretrained(source, dtype=torch.float32).encoder.state_dict()
+        with refusing_pickles(source):  # a pytorch_model.bin holding objects: one line, not 40
+            state = WhisperModel.from_pretrained(source, dtype=torch.float32).encoder.state_dict()
     state["embed_positions.weight"] = state["embed_positions.weight"][:positions].clone()
     hf_config.max_source_positions = positions
     encoder = WhisperEncoder(hf_config)

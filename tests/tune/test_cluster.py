@@ -115,7 +115,7 @@ def test_fold_parallel_folds_run_in_fractional_gpu_bundles(gpu_cluster: dict[str
             assert where["node"] == gpu_cluster["gpu_node"]  # the only node with a GPU
             assert where["resources"]["GPU"] == pytest.approx(0.5 / 3, abs=1e-4)  # fractional GPU per fold
             assert where["resources"]["CPU"] == pytest.approx((0.5 - 0.05) / 3, abs=1e-4)
-            state = torch.load(last / f"fold{fold['fold']}.pt", weights_only=False)  # every fold checkpointed
+            state = torch.load(last / f"fold{fold['fold']}.pt", weights_only=True)  # every fold checkpointed
             assert state["progress"]["epoch"] == 2 and set(state) >= {"model", "optimizer", "random"}
     # Folds trained in actors score exactly as core alone trains them.
     export = json.loads((tmp_path / "fp" / "best_config.json").read_text())

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from core.command_line import ArgumentParser
 from core.config import Config, parse_assignment, with_absolute_paths
 from core.errors import ConfigError, UserError
+from core.settings_files import excerpt, read_settings
 from tune.engine.resources import default_resources
 from tune.engine.trackers import TRACKERS, check_trackers, mlflow_uri, parse_trackers
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # the parser stays light: --help loads no torch, ray or optun
 def bundled_demo() -> Path:
     """The demo manifest: the checkout's data/demo, or where a non-editable install put it (pyproject.toml's
     data-files: <prefix>/share/audiotune/demo)."""
-    checkout = Path(__file__).resolve().parents[2] / "data" / "demo" / "manifest.csv"
+    checkout = Path(__file__).resolve().parents[2] / "data" / "demo" / "manifest.csv"  # tune/engine/ -> checkout
     installed = [Path(base) / "share" / "audiotune" / "demo" / "manifest.csv"
                  for base in (sysconfig.get_path("data"), site.getuserbase())]
     return next((path for path in (checkout, *installed) if path.is_file()), checkout)
@@ -114,7 +115,7 @@ def build_parser() -> ArgumentParser:
                    help="with --resume: continue although the manifest changed since the search recorded its "
                         "split (splits.json); clips it does not know are left out")
     # What --config FILE adds beneath the flags: a run.json's base config, and config keys set like --set.
-    p.set_defaults(config_base={}, config_set={})
+    p.set_defaults(config_base={}, config_set={}, config_space=None)  # config_space: the space of a run.json
     return p
 
 
@@ -159,7 +160,7 @@ def read_settings_file(path: Path, parser: argparse.ArgumentParser) -> dict[str,
             continue  # when the earlier search started: nothing to set
         elif name == "objectives":  # a run.json's --objective, as a list
             if not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
-                raise UserError(f"{path}: objectives must be a list of metric names, got {value!r}")
+                raise UserError(f"{path}: objectives must be a list of metric names, got {excerpt(value)}")
             if value:
                 values["objective"] = ",".join(value)
         elif name in flags:
@@ -167,22 +168,15 @@ def read_settings_file(path: Path, parser: argparse.ArgumentParser) -> dict[str,
         else:
             raise UserError(f"{path}: unknown key {str(key)!r} (choices: {', '.join(known)})")
     values["config_set"] = config_set
+    if "config_base" in values and isinstance(raw.get("space"), str):  # a run.json: its base is that space's
+        values["config_space"] = raw["space"]
     return values
 
 
 def _load_mapping(path: Path) -> dict[Any, Any]:
-    import yaml  # only a run with --config reads one
-
     if not path.is_file():
         raise UserError(f"--config {path}: " + ("not a file" if path.exists() else "file not found"))
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-        raw = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from error
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
-        raise UserError(f"{path}: not valid {kind} ({' '.join(str(error).split())})") from error
+    raw = read_settings(path)  # size/depth capped before expansion, duplicate keys refused, BOM accepted
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of settings (key: value), got {type(raw).__name__}")
     return raw
@@ -201,7 +195,7 @@ def _config_keys(path: Path, key: str, value: Any) -> dict[str, Any]:
             else:
                 flat[str(name)] = item
     else:
-        raise UserError(f"{path}: {key!r} must be a mapping of config keys (optim.lr: 3e-4), got {value!r:.60}")
+        raise UserError(f"{path}: {key!r} must be a mapping of config keys (optim.lr: 3e-4), got {excerpt(value)}")
     try:
         Config().with_overrides(flat)
     except ConfigError as error:
@@ -229,7 +223,7 @@ def _flag_value(path: Path, name: str, action: argparse.Action, value: Any) -> A
         return str(value)
     else:
         expected = "text"
-    raise UserError(f"{path}: key {name!r} must be {expected}, got {value!r:.60}")
+    raise UserError(f"{path}: key {name!r} must be {expected}, got {excerpt(value)}")
 
 
 @dataclass
@@ -282,7 +276,7 @@ class RunSettings:
             raise UserError(f"{source}: not the run settings this project writes ({what})")
         for name, value in raw.items():
             if not _is_a(value, kinds[name]):
-                raise UserError(f"{source}: field {name!r} is {value!r:.60}, not {_kind_name(kinds[name])}")
+                raise UserError(f"{source}: field {name!r} is {excerpt(value)}, not {_kind_name(kinds[name])}")
         try:
             Config.from_dict(raw["base"])
         except ConfigError as error:
@@ -343,6 +337,9 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
         raise UserError("--mlflow-uri is read only with --log-to mlflow")
     if "mlflow" in trackers:
         mlflow_uri(args.mlflow_uri, "", "://" in args.storage)
+    if args.config_space and args.config_space != space.name:  # its base holds the other space's settings
+        raise UserError(f"--config {args.config}: a run of space {args.config_space!r} (its base config), not of "
+                        f"--space {space.name}; use --space {args.config_space}, or a settings file without 'base'")
     overrides: dict[str, Any] = dict(space.base)
     if args.demo:
         overrides.update(DEMO_OVERRIDES)

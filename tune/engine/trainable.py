@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from ray import tune
 from core.checks import trial_config
 from core.config import Config
 from core.data.dataset import CheckedData
+from core.errors import UserError
 from core.metrics import METRICS
 from core.scoring import CrossValidatedScore, cross_validated_score
 from core.train import NonFiniteLossError
@@ -111,9 +113,15 @@ def restore(k: int, progress: TrialProgress) -> dict[int, dict[str, Any] | None]
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return dict.fromkeys(range(k))
+    with checkpoint.as_directory() as folder:
+        return restore_from(Path(folder), progress)
+
+
+def restore_from(folder: Path, progress: TrialProgress) -> dict[int, dict[str, Any] | None]:
+    """`restore` from a trial checkpoint folder (the run folder's copy, which may live on shared storage)."""
     states: dict[int, dict[str, Any] | None] = {}
-    with checkpoint.as_directory() as folder, np.load(Path(folder) / PREDICTIONS_FILE) as predictions:
-        meta = json.loads((Path(folder) / META_FILE).read_text())
+    with np.load(folder / PREDICTIONS_FILE) as predictions:  # allow_pickle stays False: arrays only
+        meta = json.loads((folder / META_FILE).read_text())
         progress.curves = {int(fold): list(values) for fold, values in meta["curves"].items()}
         progress.selected_epoch = int(meta["selected_epoch"])
         progress.histories = {int(fold): values for fold, values in meta.get("histories", {}).items()}
@@ -124,8 +132,18 @@ def restore(k: int, progress: TrialProgress) -> dict[int, dict[str, Any] | None]
                 report_.outputs = predictions.get(f"last{report_.fold}")
                 progress.latest[report_.fold] = report_
             else:
-                states[report_.fold] = torch.load(Path(folder) / STATE_FILE.format(report_.fold), weights_only=False)
+                states[report_.fold] = load_fold_state(folder / STATE_FILE.format(report_.fold))
     return states
+
+
+def load_fold_state(file: Path) -> dict[str, Any]:
+    """A fold's saved state: tensors, dicts, lists and numbers only (`weights_only=True`; train_fold saves
+    nothing else), so a crafted file in a shared run folder cannot run code in the trial worker."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's message advises weights_only=False: never passed on
+        raise UserError(f"{file}: refused: not a plain fold checkpoint (it holds Python objects that would run "
+                        "code when loaded); delete the trial's checkpoint or start the search afresh") from None
 
 
 def report(progress: TrialProgress) -> None:
@@ -139,18 +157,24 @@ def report(progress: TrialProgress) -> None:
     row.update(score_row(progress.metric, sorted(progress.curves), score))
     row.update(scores_at(progress.histories, score.epoch, progress.metric))  # other objectives, at the same e*
     with tempfile.TemporaryDirectory() as folder:
-        for result in results:
-            if result.state is not None:
-                torch.save(result.state, Path(folder) / STATE_FILE.format(result.fold))
-        arrays = {f"selected{i}": outputs for i, outputs in progress.selected.items()}
-        arrays.update({f"last{r.fold}": r.outputs for r in results if r.outputs is not None})
-        np.savez(Path(folder) / PREDICTIONS_FILE, **arrays)
-        meta = {"epoch": progress.epoch, "trial": placement(), "folds": [r.summary() for r in results],
-                "curves": {str(i): values for i, values in progress.curves.items()},
-                "selected_epoch": progress.selected_epoch, "score": score.to_dict(),
-                "histories": {str(i): values for i, values in progress.histories.items()}}
-        (Path(folder) / META_FILE).write_text(json.dumps(meta, indent=1))
+        write_checkpoint(Path(folder), progress, score)
         tune.report(row, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def write_checkpoint(folder: Path, progress: TrialProgress, score: CrossValidatedScore) -> None:
+    """Every fold's state, its outputs and the trial's curves into `folder` (what `restore_from` reads)."""
+    results = [progress.latest[i] for i in sorted(progress.latest)]
+    for result in results:
+        if result.state is not None:
+            torch.save(result.state, folder / STATE_FILE.format(result.fold))
+    arrays = {f"selected{i}": outputs for i, outputs in progress.selected.items()}
+    arrays.update({f"last{r.fold}": r.outputs for r in results if r.outputs is not None})
+    np.savez(folder / PREDICTIONS_FILE, **arrays)
+    meta = {"epoch": progress.epoch, "trial": placement(), "folds": [r.summary() for r in results],
+            "curves": {str(i): values for i, values in progress.curves.items()},
+            "selected_epoch": progress.selected_epoch, "score": score.to_dict(),
+            "histories": {str(i): values for i, values in progress.histories.items()}}
+    (folder / META_FILE).write_text(json.dumps(meta, indent=1))
 
 
 def selected_predictions(folder: Path) -> tuple[int, dict[int, np.ndarray]]:
