@@ -68,8 +68,10 @@ def load_encoder(source: str, size: str, n_mels: int, positions: int, conditioni
                  architecture: dict | None = None) -> WhisperEncoder:
     """A Whisper encoder with `positions` positional rows: random from a size preset, or pretrained (hub id or
     local folder) with the positional table sliced to its first `positions` rows. Its input has `n_mels` mel rows
-    plus `conditioning_rows` age/word rows. With `architecture` (a saved model's encoder config), that shape with
-    random weights: the caller loads the saved ones."""
+    plus `conditioning_rows` age/word rows. A pretrained encoder takes exactly its checkpoint's mel bands; the rows
+    are extra conv1 input channels whose weights start at zero, so before any training step the model computes
+    exactly what the checkpoint does. With `architecture` (a saved model's encoder config), that shape with random
+    weights: the caller loads the saved ones."""
     if architecture is not None:
         return WhisperEncoder(WhisperConfig.from_dict(architecture))
     rows = n_mels + conditioning_rows
@@ -78,17 +80,21 @@ def load_encoder(source: str, size: str, n_mels: int, positions: int, conditioni
         return WhisperEncoder(hf_config)
     with quiet_transformers():
         hf_config = WhisperConfig.from_pretrained(source)
-        if hf_config.num_mel_bins != rows:
-            plus = f" + {conditioning_rows} conditioning rows" if conditioning_rows else ""
-            raise ConfigError(f"features.n_mels={n_mels}{plus}: the checkpoint {source} takes "
-                              f"{hf_config.num_mel_bins}")
+        if hf_config.num_mel_bins != n_mels:
+            raise ConfigError(f"features.n_mels={n_mels}: the checkpoint {source} was trained with n_mels="
+                              f"{hf_config.num_mel_bins}; use features.n_mels={hf_config.num_mel_bins}")
         if positions > hf_config.max_source_positions:
             raise ConfigError(f"data.max_seconds: clips give {positions} positions but {source} has only "
                               f"{hf_config.max_source_positions}")
         # fp32 whatever the checkpoint's dtype (transformers would otherwise load it as stored, e.g. fp16).
         state = WhisperModel.from_pretrained(source, dtype=torch.float32).encoder.state_dict()
     state["embed_positions.weight"] = state["embed_positions.weight"][:positions].clone()
+    if conditioning_rows:  # zero weights for the age/word channels: step 0 is the pretrained model exactly
+        weight = state["conv1.weight"]  # [d_model, n_mels, kernel]
+        state["conv1.weight"] = torch.cat([weight, weight.new_zeros(weight.shape[0], conditioning_rows,
+                                                                     weight.shape[2])], dim=1)
     hf_config.max_source_positions = positions
+    hf_config.num_mel_bins = rows
     encoder = WhisperEncoder(hf_config)
     encoder.load_state_dict(state, strict=True)
     return encoder
@@ -196,7 +202,8 @@ def pretrained_front_end(source: str) -> tuple[str, WhisperFeatureExtractor]:
 
 
 def check_pretrained(config: Config) -> None:
-    """A pretrained encoder has learned one log-mel front end: the STFT and the sample rate must be its own."""
+    """A pretrained encoder has learned one log-mel front end: its mel bands (age/word rows come on top of them),
+    the STFT and the sample rate must be its own."""
     if config.model.pretrained == "none":
         return
     if config.features.normalize != "whisper":
@@ -204,8 +211,8 @@ def check_pretrained(config: Config) -> None:
                           f"{config.model.pretrained!r} was trained on Whisper's own log-mel; use "
                           "features.normalize=whisper (clip is for models trained from scratch)")
     origin, extractor = pretrained_front_end(config.model.pretrained)
-    for key, trained in (("features.n_fft", extractor.n_fft), ("features.hop_length", extractor.hop_length),
-                         ("data.sample_rate", extractor.sampling_rate)):
+    for key, trained in (("features.n_mels", extractor.feature_size), ("features.n_fft", extractor.n_fft),
+                         ("features.hop_length", extractor.hop_length), ("data.sample_rate", extractor.sampling_rate)):
         if config.get(key) != trained:
             raise ConfigError(f"{key}={config.get(key)!r}: the pretrained Whisper {config.model.pretrained!r} was "
                               f"trained with {key.split('.')[1]}={trained} ({origin}); use {key}={trained}")
