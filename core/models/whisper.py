@@ -8,7 +8,8 @@ stays frozen here unless `model.train_positions` asks otherwise.
 Pooling (`model.pooling`): `mean` averages all encoder frames, as the original recipe and transformers'
 `WhisperForAudioClassification` do; clips are zero-padded to `data.max_seconds`, so for short clips most of those
 frames are padding. `audio` averages only the frames of real audio: each encoder frame spans two mel hops, and
-frame j (centred on mel frame 2j, i.e. sample 2j * hop) counts when its centre lies inside the clip.
+frame j (centred on mel frame 2j, i.e. sample 2j * hop) counts when that mel frame is real audio by the one
+definition the featurizer uses too (`core.features.real_frames`, from the clip's length).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from transformers.utils import logging as hf_logging
 from core.config import Config
 from core.data.batches import Batch
 from core.errors import ConfigError
-from core.features import build_log_mel_featurizer, log_mel_frames
+from core.features import build_log_mel_featurizer, log_mel_frames, real_frames
 from core.models.conditioning import (
     ConditionedHead,
     check_conditioning,
@@ -137,13 +138,14 @@ class WhisperClassifier(FrozenPartsStayEval):
         self.encoder.embed_positions.requires_grad_(train_positions and not freeze_encoder)
         self.head = head
         self.pool = POOLINGS.get(pooling)
-        self.samples_per_frame = 2 * hop_length  # the encoder's second convolution has stride 2
+        self.hop_length = hop_length
         self.train()  # frozen parts in eval mode from the start
 
     def real_frames(self, lengths: torch.Tensor, frames: int) -> torch.Tensor:
-        """[B] encoder frames whose centre (sample j * samples_per_frame) lies in the clip; at least 1."""
-        return torch.div(lengths + self.samples_per_frame - 1, self.samples_per_frame,
-                         rounding_mode="floor").clamp(1, frames)
+        """[B] encoder frames of real audio: encoder frame j is centred on mel frame 2j (the second convolution has
+        stride 2), so it is real when that mel frame is (core.features.real_frames, the featurizer's own count)."""
+        mel = real_frames(lengths, self.hop_length, 2 * frames)
+        return torch.div(mel + 1, 2, rounding_mode="floor")
 
     def forward(self, features: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         hidden = self.encoder(input_features=features).last_hidden_state
