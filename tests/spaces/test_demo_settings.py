@@ -32,7 +32,7 @@ def test_demo_ranges_leave_the_real_search_alone() -> None:
     space = SPACES.get("whisper_balancing")
     real = describe(space)
     assert real["optim.lr"] == [optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True)]
-    assert real["augment.time_mask"] == [optuna.distributions.IntDistribution(0, 40)]
+    assert real["augment.time_mask"] == [optuna.distributions.IntDistribution(1, 40)]  # with time_masks > 0
     assert "model.pooling" in real
     assert "model.pooling" not in describe(space, demo=True)  # pinned to `max` in the demo
     assert "features.conditioning" not in space.base  # the real search keeps the default (none)
