@@ -68,6 +68,15 @@ def check_run(config: Config, data: AudioData, training_rows: Sequence[np.ndarra
         positive_class(data.classes, config.data.positive_class)
 
 
+def check_final_training(config: Config) -> None:
+    """Final training (tune.final) has no validation rows: a scheduler that steps on validation scores would keep
+    `optim.lr` while the folds' learning rate fell, so such a validated recipe cannot be replayed."""
+    require(SCHEDULERS.get(config.optim.scheduler).replayable, "optim.scheduler",
+            "final training has no validation rows to step it on, so it cannot follow the folds' learning rates; "
+            f"search with a per-step schedule ({_either([n for n in SCHEDULERS if SCHEDULERS.get(n).replayable])})",
+            config)
+
+
 def head_task(config: Config) -> str:
     return REGRESSION if config.model.head == "regressor" else CLASSIFICATION
 

@@ -18,6 +18,14 @@ def fp32(device: torch.device) -> torch.autocast:
     return torch.autocast(device_type=device.type, enabled=False)
 
 
+def real_frames(lengths: torch.Tensor, hop_length: int, frames: int) -> torch.Tensor:
+    """[B] log-mel frames of real audio, the one definition every part uses (the clip normalisation, SpecAugment's
+    time masks, Whisper's pooling and so the probe's cache): frame t of the centred STFT is centred on sample
+    t * hop and is real when that sample is one of the clip's `lengths` real samples (exact zeros inside a clip,
+    a noise gate's, are audio); at least 1, at most `frames`."""
+    return torch.div(lengths + hop_length - 1, hop_length, rounding_mode="floor").clamp(1, frames)
+
+
 class WhisperLogMel(nn.Module):
     """Whisper's log-mel recipe (slaney mels, log10, 8-decade floor below the clip's max, (x + 4) / 4), cropped
     or padded to exactly `frames` frames: pretrained Whisper weights expect this input distribution."""
@@ -25,11 +33,13 @@ class WhisperLogMel(nn.Module):
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, frames: int) -> None:
         super().__init__()
         self.frames = frames
+        self.hop_length = hop_length
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0,
             norm="slaney", mel_scale="slaney", center=True)
 
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+    def forward(self, waveforms: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """`real`: each clip's real frames (`real_frames`); Whisper's recipe does not use them."""
         spec = self.mel(waveforms.float())[..., : self.frames]
         if spec.shape[-1] < self.frames:
             spec = nn.functional.pad(spec, (0, self.frames - spec.shape[-1]))
@@ -42,21 +52,16 @@ class ClipNormalizedLogMel(WhisperLogMel):
     """Whisper's log-mel, then normalised per clip over its real frames: each mel band's mean removed (the
     microphone's and the room's colouring, the speaker's vocal tract, all constant over a word) and the clip scaled
     to unit variance; padding frames read 0. For models trained from scratch: per-clip statistics are what the
-    data card's baselines use. A clip's real frames end at its last non-zero sample (the decode cache pads with
-    exact zeros), so the featurizer needs no lengths."""
+    data card's baselines use. The real frames come from the clip's length (`real_frames`), as for pooling."""
 
-    def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, frames: int) -> None:
-        super().__init__(sample_rate, n_fft, hop_length, n_mels, frames)
-        self.hop_length = hop_length
-
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+    def forward(self, waveforms: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        if real is None:
+            raise ValueError("ClipNormalizedLogMel needs each clip's real frames: real_frames(batch.lengths, ...)")
         log = super().forward(waveforms)
-        samples = torch.arange(1, waveforms.shape[-1] + 1, device=waveforms.device)
-        last = (samples * (waveforms != 0)).amax(dim=-1)  # 1-based index of the last non-zero sample; 0 if silent
-        real = torch.arange(log.shape[-1], device=log.device)[None, :] * self.hop_length < last[:, None]
-        real = real.unsqueeze(-2).to(log.dtype)  # [B, 1, frames]
-        count = real.sum(dim=-1, keepdim=True).clamp(min=1)
-        centred = (log - (log * real).sum(dim=-1, keepdim=True) / count) * real
+        mask = (torch.arange(log.shape[-1], device=log.device)[None, :] < real[:, None])
+        mask = mask.unsqueeze(-2).to(log.dtype)  # [B, 1, frames]
+        count = mask.sum(dim=-1, keepdim=True).clamp(min=1)
+        centred = (log - (log * mask).sum(dim=-1, keepdim=True) / count) * mask
         std = (centred.pow(2).sum(dim=(-2, -1), keepdim=True) / (count * log.shape[-2])).sqrt()
         return centred / (std + 1e-5)
 
@@ -67,15 +72,19 @@ LOG_MELS.register("whisper")(WhisperLogMel)
 LOG_MELS.register("clip")(ClipNormalizedLogMel)
 
 
-def mask_along(features: torch.Tensor, widest: int, dim: int) -> torch.Tensor:
-    """One mask per example along `dim` of [batch, freq, time], filled with 0: width uniform over 0..`widest`
-    inclusive (capped at the axis' size), start uniform over every position where that width fits, so the last
-    bin or frame is as likely to be covered as any other. Draws from the global torch RNG (`FoldRandom` seeds it).
-    (torchaudio's masks are at most `param - 1` wide and never reach the last position.)"""
+def mask_along(features: torch.Tensor, widest: int, dim: int, extent: torch.Tensor | None = None) -> torch.Tensor:
+    """One mask per example along `dim` of [batch, freq, time], filled with 0, within the first `extent[b]` positions
+    of example b (default: the whole axis; time masks pass each clip's real frames, so no mask lands on padding and
+    augmentation strength does not depend on the clip's length): width uniform over 0..`widest` inclusive (capped
+    at that extent), start uniform over every position where that width fits, so the last bin or real frame is as
+    likely to be covered as any other. Draws from the global torch RNG (`FoldRandom` seeds it). (torchaudio's masks
+    are at most `param - 1` wide, never reach the last position and know no lengths.)"""
     batch, size = features.shape[0], features.shape[dim]
-    width = torch.randint(0, min(widest, size) + 1, (batch,), device=features.device)
-    start = (torch.rand(batch, device=features.device) * (size - width + 1)).floor().long()
-    positions = torch.arange(size, device=features.device)
+    device = features.device
+    extent = torch.full((batch,), size, device=device) if extent is None else extent.to(device).clamp(0, size)
+    width = (torch.rand(batch, device=device) * (extent.clamp(max=widest) + 1)).floor().long()
+    start = (torch.rand(batch, device=device) * (extent - width + 1)).floor().long()
+    positions = torch.arange(size, device=device)
     covered = (positions >= start[:, None]) & (positions < (start + width)[:, None])  # [batch, size]
     shape = [batch, 1, 1]
     shape[dim] = size
@@ -83,9 +92,9 @@ def mask_along(features: torch.Tensor, widest: int, dim: int) -> torch.Tensor:
 
 
 class SpecAugment(nn.Module):
-    """`time_masks` time masks of 0..`time_mask` frames and `freq_masks` frequency masks of 0..`freq_mask` bins
-    (widths inclusive), independently per example. A no-op in eval mode, so validation and test are
-    deterministic."""
+    """`time_masks` time masks of 0..`time_mask` frames within each clip's real frames and `freq_masks` frequency
+    masks of 0..`freq_mask` bins (widths inclusive), independently per example. A no-op in eval mode, so validation
+    and test are deterministic."""
 
     def __init__(self, config: AugmentConfig) -> None:
         super().__init__()
@@ -93,11 +102,12 @@ class SpecAugment(nn.Module):
         self.time_masks = config.time_masks if config.time_mask > 0 else 0
         self.freq_masks = config.freq_masks if config.freq_mask > 0 else 0
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """`real`: each example's real frames (`real_frames`); None: every frame is real."""
         if not self.training:
             return features
         for _ in range(self.time_masks):
-            features = mask_along(features, self.time_mask, dim=2)
+            features = mask_along(features, self.time_mask, dim=2, extent=real)
         for _ in range(self.freq_masks):
             features = mask_along(features, self.freq_mask, dim=1)
         return features
@@ -119,9 +129,14 @@ class LogMelFeaturizer(nn.Module):
         self.augment = augment
         self.rows = rows  # (spectrogram, batch) -> spectrogram with conditioning rows appended
 
+    def real_frames(self, batch: Batch) -> torch.Tensor:
+        """[B] each clip's real log-mel frames, from its length (`real_frames`)."""
+        return real_frames(batch.lengths, self.log_mel.hop_length, self.log_mel.frames)
+
     def forward(self, batch: Batch) -> torch.Tensor:
         with fp32(batch.waveforms.device):
-            spectrogram = self.augment(self.log_mel(batch.waveforms.float()))
+            real = self.real_frames(batch)
+            spectrogram = self.augment(self.log_mel(batch.waveforms.float(), real), real)
             return self.rows(spectrogram, batch) if self.rows is not None else spectrogram
 
 

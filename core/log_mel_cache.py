@@ -104,17 +104,19 @@ class CachedLogMelFeaturizer(nn.Module):
         device = batch.waveforms.device
         rows = torch.as_tensor(batch.rows, dtype=torch.long)  # on the CPU, where the store is
         missing = ~self.store.known[rows]
+        real = self.featurizer.real_frames(batch)
         if bool(missing.all()):  # the whole batch is new (the trial's first epoch): computed exactly as uncached
-            spectrogram = self.featurizer.log_mel(batch.waveforms.float())
+            spectrogram = self.featurizer.log_mel(batch.waveforms.float(), real)
             self.store.put(rows, spectrogram)
             return spectrogram
         if bool(missing.any()):
-            self.store.put(rows[missing], self.featurizer.log_mel(batch.waveforms[missing.to(device)].float()))
+            new = missing.to(device)
+            self.store.put(rows[missing], self.featurizer.log_mel(batch.waveforms[new].float(), real[new]))
         return self.store.get(rows, device)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         with fp32(batch.waveforms.device):
-            spectrogram = self.featurizer.augment(self.log_mel(batch))
+            spectrogram = self.featurizer.augment(self.log_mel(batch), self.featurizer.real_frames(batch))
             rows = self.featurizer.rows
             return rows(spectrogram, batch) if rows is not None else spectrogram
 

@@ -3,20 +3,61 @@ and per-word / per-age-band UAR with the report's speaker-bootstrap 95 % interva
 they are drawn here, not recomputed). A regressor gets predicted-vs-true and per-group MAE instead.
 
 Figures are made with `matplotlib.figure.Figure` (no pyplot): no display, no global figure state, headless.
+Labels are the data's own words and classes, in any script: inside `any_script()` each glyph the default font lacks
+(DejaVu Sans has no Hangul, kana or CJK ideographs) comes from a CJK font, through matplotlib's per-glyph font
+fallback over the `font.family` list. The font ships with the project (the PyPI package `noto-cjk-sans-jp-regular`,
+Noto Sans CJK, which covers Korean, Japanese and Chinese); a system's own CJK fonts are used when it is absent.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
 import io
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import font_manager, rc_context, rcParams
 from matplotlib.figure import Figure
 
 DPI = 100
 PLOTS = "plots"  # the figures' folder in a run folder and in a model folder
+
+
+# Python packages that ship a CJK font file as FONT_PATH (a dependency of the project), then the families a system
+# may have installed (Debian's fonts-noto-cjk, fonts-nanum, fonts-wqy-zenhei).
+CJK_FONT_PACKAGES = ("noto_cjk_sans_jp_regular",)
+CJK_SYSTEM_FAMILIES = ("Noto Sans CJK JP", "Noto Sans CJK KR", "Noto Sans CJK SC", "Source Han Sans", "NanumGothic",
+                       "WenQuanYi Zen Hei")
+
+
+@functools.cache
+def fallback_families() -> tuple[str, ...]:
+    """Font families with CJK coverage, registered with matplotlib once per process: the packaged font first."""
+    families: list[str] = []
+    for package in CJK_FONT_PACKAGES:
+        try:
+            path = str(importlib.import_module(package).FONT_PATH)
+        except (ImportError, AttributeError):
+            continue
+        font_manager.fontManager.addfont(path)
+        families.append(font_manager.FontProperties(fname=path).get_name())
+    known = {entry.name for entry in font_manager.fontManager.ttflist}
+    families += [name for name in CJK_SYSTEM_FAMILIES if name in known and name not in families]
+    return tuple(families)
+
+
+@contextlib.contextmanager
+def any_script() -> Iterator[None]:
+    """Text created inside falls back glyph by glyph from the usual font to the CJK fonts (a Text keeps the family
+    list it was created with, so the figure is built, not only saved, inside)."""
+    families = [family for family in rcParams["font.family"] if family not in fallback_families()]
+    with rc_context({"font.family": [*families, *fallback_families()]}):
+        yield
 
 
 def png_bytes(figure: Figure) -> bytes:
@@ -98,6 +139,11 @@ def final_plots(report: dict[str, Any], targets: np.ndarray, outputs: np.ndarray
     """{file name: PNG} for a test report (core/report.py) and the predictions it was computed from: `targets`
     (class ids in the report's class order, or values) and `outputs` (probabilities [n, classes], or values
     [n, 1])."""
+    with any_script():
+        return _final_plots(report, targets, outputs, target)
+
+
+def _final_plots(report: dict[str, Any], targets: np.ndarray, outputs: np.ndarray, target: str) -> dict[str, bytes]:
     plots: dict[str, bytes] = {}
     if "classes" in report:  # a classifier
         classes = report["classes"]

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import optuna
 
-from search_spaces.space import SearchSpace, register
+from search_spaces.space import SearchSpace, register, suggest_spec_augment
 
 
 def define(trial: optuna.Trial) -> None:
+    """Learning rate and weight decay, the focal loss's focusing and class weight, SpecAugment on the image."""
     trial.suggest_float("optim.lr", 1e-5, 1e-3, log=True)
     trial.suggest_float("optim.weight_decay", 1e-4, 1e-1, log=True)
     trial.suggest_float("loss.gamma", 0.0, 5.0)
     trial.suggest_float("loss.alpha", 0.1, 0.9)
-    trial.suggest_int("augment.time_mask", 0, 40)
-    trial.suggest_int("augment.freq_mask", 0, 40)
-    trial.suggest_int("augment.time_masks", 0, 2)
-    trial.suggest_int("augment.freq_masks", 0, 2)
+    suggest_spec_augment(trial, time_mask=40, time_masks=2, freq_mask=40, freq_masks=2)
 
 
 SPACE = register(SearchSpace(

@@ -47,3 +47,11 @@ SPACES: Registry[SearchSpace] = Registry("search space")
 
 def register(space: SearchSpace) -> SearchSpace:
     return SPACES.register(space.name)(space)
+
+
+def suggest_spec_augment(trial: optuna.Trial, time_mask: int, time_masks: int, freq_mask: int, freq_masks: int) -> None:
+    """SpecAugment up to the given widest settings: each axis's mask count first, its width (1..widest) only when
+    the count is above 0, so no trial carries a width that does nothing (nor a count of masks 0 wide)."""
+    for axis, widest, most in (("time", time_mask, time_masks), ("freq", freq_mask, freq_masks)):
+        if trial.suggest_int(f"augment.{axis}_masks", 0, most) > 0:
+            trial.suggest_int(f"augment.{axis}_mask", 1, widest)

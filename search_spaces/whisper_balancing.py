@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from search_spaces.space import SearchSpace, register
+from search_spaces.space import SearchSpace, register, suggest_spec_augment
 
 
 def define(trial: optuna.Trial) -> None:
@@ -25,10 +25,7 @@ def suggest_schedule_and_masks(trial: optuna.Trial, warmup: float, time_mask: in
     """Warmup share, weight decay and SpecAugment, up to the given widest settings."""
     trial.suggest_float("optim.warmup_ratio", 0.0, warmup)
     trial.suggest_float("optim.weight_decay", 1e-4, 1e-1, log=True)
-    trial.suggest_int("augment.time_mask", 0, time_mask)
-    trial.suggest_int("augment.time_masks", 0, time_masks)
-    trial.suggest_int("augment.freq_mask", 0, freq_mask)
-    trial.suggest_int("augment.freq_masks", 0, 2)
+    suggest_spec_augment(trial, time_mask, time_masks, freq_mask, freq_masks=2)
 
 
 SPACE = register(SearchSpace(

@@ -15,8 +15,8 @@ def define(trial: optuna.Trial) -> dict[str, Any]:
     trial.suggest_categorical("model.pooling", ["mean", "audio"])  # all encoder frames, or real audio only
     mode = trial.suggest_categorical("features.conditioning", ["none", "rows", "embed"])
     if mode == "rows":
+        # The checkpoint's own 80 bands stay; the rows are two extra conv1 channels starting at zero weight.
         trial.suggest_float("features.age_momentum", 0.1, 2.0)
-        return {"features.n_mels": 78}  # + age and word rows = the 80 rows Whisper-base takes
     if mode == "embed":
         trial.suggest_categorical("features.embed_dim", [8, 16, 32])
     return {}
@@ -24,7 +24,7 @@ def define(trial: optuna.Trial) -> dict[str, Any]:
 
 SPACE = register(SearchSpace(
     name="whisper_conditioning",
-    description="Whisper encoder, balancing loss; age/word conditioning none | rows (78 mels + 2 rows) | embed.",
+    description="Whisper encoder, balancing loss; age/word conditioning none | rows (80 mels + 2 channels) | embed.",
     base={"model.name": "whisper", "model.pretrained": "openai/whisper-base", "loss.name": "balancing",
           "data.k_fold": 5, "train.epochs": 10},
     define=define,

@@ -138,7 +138,7 @@ def train_final(config: Config, data: AudioData) -> tuple[torch.nn.Module, torch
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from core.checks import check_config, check_run
+    from core.checks import check_config, check_final_training, check_run
     from core.data.dataset import prepare_data
     from core.data.recorded import beside_config
     from core.model_folder import FILES, data_for_model, read_model_folder, save_model_folder
@@ -154,6 +154,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     overrides["data.splits_file"] = beside_config(config.data.splits_file, run_folder / config_path.name)
     overrides.update(parse_assignment(text) for text in args.overrides)  # --set: the device, batch size, ...
     config = check_config(config.with_overrides(overrides))
+    if not args.eval_only:  # e.g. reduce_on_plateau: final training has no validation rows to step it on
+        check_final_training(config)
     out = Path(args.out) if args.out else run_folder / (f"final_{config_path.stem}" if pareto else "final")
     if args.eval_only != bool(args.checkpoint):
         raise UserError("--eval-only needs --checkpoint MODEL_FOLDER" if args.eval_only else

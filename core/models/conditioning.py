@@ -6,7 +6,9 @@ model is told both. Three modes, by name:
 - `rows`: the original's recipe. Two constant rows join the spectrogram after SpecAugment, which never masks them
   (a masked row would read 0, a real code): the age normalised over the fold's training age range times
   `features.age_momentum`, then the word's code `word_id / (num_words - 1)`.
-  The model's input therefore has `features.n_mels + 2` rows (78 mels + 2 rows = Whisper's 80).
+  The model's input therefore has `features.n_mels + 2` rows. A pretrained Whisper keeps its checkpoint's own 80
+  bands and takes the two rows as extra input channels whose weights start at zero (core/models/whisper.py); from
+  scratch, 78 mels + 2 rows give the seed's 80-row layout.
 - `embed`: learned embeddings (a linear layer on the normalised age, an `nn.Embedding` of the word), concatenated
   to the pooled audio features before the projection.
 The age range and word table come from the fold's `FoldStatistics` (training rows only). `ConditionedHead`, the

@@ -8,7 +8,8 @@ stays frozen here unless `model.train_positions` asks otherwise.
 Pooling (`model.pooling`): `mean` averages all encoder frames, as the original recipe and transformers'
 `WhisperForAudioClassification` do; clips are zero-padded to `data.max_seconds`, so for short clips most of those
 frames are padding. `audio` averages only the frames of real audio: each encoder frame spans two mel hops, and
-frame j (centred on mel frame 2j, i.e. sample 2j * hop) counts when its centre lies inside the clip.
+frame j (centred on mel frame 2j, i.e. sample 2j * hop) counts when that mel frame is real audio by the one
+definition the featurizer uses too (`core.features.real_frames`, from the clip's length).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from transformers.utils import logging as hf_logging
 from core.config import Config
 from core.data.batches import Batch
 from core.errors import ConfigError
-from core.features import build_log_mel_featurizer, log_mel_frames
+from core.features import build_log_mel_featurizer, log_mel_frames, real_frames
 from core.models.conditioning import (
     ConditionedHead,
     check_conditioning,
@@ -69,8 +70,10 @@ def load_encoder(source: str, size: str, n_mels: int, positions: int, conditioni
                  architecture: dict | None = None) -> WhisperEncoder:
     """A Whisper encoder with `positions` positional rows: random from a size preset, or pretrained (hub id or
     local folder) with the positional table sliced to its first `positions` rows. Its input has `n_mels` mel rows
-    plus `conditioning_rows` age/word rows. With `architecture` (a saved model's encoder config), that shape with
-    random weights: the caller loads the saved ones."""
+    plus `conditioning_rows` age/word rows. A pretrained encoder takes exactly its checkpoint's mel bands; the rows
+    are extra conv1 input channels whose weights start at zero, so before any training step the model computes
+    exactly what the checkpoint does. With `architecture` (a saved model's encoder config), that shape with random
+    weights: the caller loads the saved ones."""
     if architecture is not None:
         return WhisperEncoder(WhisperConfig.from_dict(architecture))
     rows = n_mels + conditioning_rows
@@ -79,10 +82,9 @@ def load_encoder(source: str, size: str, n_mels: int, positions: int, conditioni
         return WhisperEncoder(hf_config)
     with quiet_transformers():
         hf_config = WhisperConfig.from_pretrained(source)
-        if hf_config.num_mel_bins != rows:
-            plus = f" + {conditioning_rows} conditioning rows" if conditioning_rows else ""
-            raise ConfigError(f"features.n_mels={n_mels}{plus}: the checkpoint {source} takes "
-                              f"{hf_config.num_mel_bins}")
+        if hf_config.num_mel_bins != n_mels:
+            raise ConfigError(f"features.n_mels={n_mels}: the checkpoint {source} was trained with n_mels="
+                              f"{hf_config.num_mel_bins}; use features.n_mels={hf_config.num_mel_bins}")
         if positions > hf_config.max_source_positions:
             raise ConfigError(f"data.max_seconds: clips give {positions} positions but {source} has only "
                               f"{hf_config.max_source_positions}")
@@ -90,7 +92,12 @@ def load_encoder(source: str, size: str, n_mels: int, positions: int, conditioni
         with refusing_pickles(source):  # a pytorch_model.bin holding objects: one line, not 40
             state = WhisperModel.from_pretrained(source, dtype=torch.float32).encoder.state_dict()
     state["embed_positions.weight"] = state["embed_positions.weight"][:positions].clone()
+    if conditioning_rows:  # zero weights for the age/word channels: step 0 is the pretrained model exactly
+        weight = state["conv1.weight"]  # [d_model, n_mels, kernel]
+        state["conv1.weight"] = torch.cat([weight, weight.new_zeros(weight.shape[0], conditioning_rows,
+                                                                     weight.shape[2])], dim=1)
     hf_config.max_source_positions = positions
+    hf_config.num_mel_bins = rows
     encoder = WhisperEncoder(hf_config)
     encoder.load_state_dict(state, strict=True)
     return encoder
@@ -133,13 +140,14 @@ class WhisperClassifier(FrozenPartsStayEval):
         self.encoder.embed_positions.requires_grad_(train_positions and not freeze_encoder)
         self.head = head
         self.pool = POOLINGS.get(pooling)
-        self.samples_per_frame = 2 * hop_length  # the encoder's second convolution has stride 2
+        self.hop_length = hop_length
         self.train()  # frozen parts in eval mode from the start
 
     def real_frames(self, lengths: torch.Tensor, frames: int) -> torch.Tensor:
-        """[B] encoder frames whose centre (sample j * samples_per_frame) lies in the clip; at least 1."""
-        return torch.div(lengths + self.samples_per_frame - 1, self.samples_per_frame,
-                         rounding_mode="floor").clamp(1, frames)
+        """[B] encoder frames of real audio: encoder frame j is centred on mel frame 2j (the second convolution has
+        stride 2), so it is real when that mel frame is (core.features.real_frames, the featurizer's own count)."""
+        mel = real_frames(lengths, self.hop_length, 2 * frames)
+        return torch.div(mel + 1, 2, rounding_mode="floor")
 
     def forward(self, features: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         hidden = self.encoder(input_features=features).last_hidden_state
@@ -198,7 +206,8 @@ def pretrained_front_end(source: str) -> tuple[str, WhisperFeatureExtractor]:
 
 
 def check_pretrained(config: Config) -> None:
-    """A pretrained encoder has learned one log-mel front end: the STFT and the sample rate must be its own."""
+    """A pretrained encoder has learned one log-mel front end: its mel bands (age/word rows come on top of them),
+    the STFT and the sample rate must be its own."""
     if config.model.pretrained == "none":
         return
     if config.features.normalize != "whisper":
@@ -206,8 +215,8 @@ def check_pretrained(config: Config) -> None:
                           f"{config.model.pretrained!r} was trained on Whisper's own log-mel; use "
                           "features.normalize=whisper (clip is for models trained from scratch)")
     origin, extractor = pretrained_front_end(config.model.pretrained)
-    for key, trained in (("features.n_fft", extractor.n_fft), ("features.hop_length", extractor.hop_length),
-                         ("data.sample_rate", extractor.sampling_rate)):
+    for key, trained in (("features.n_mels", extractor.feature_size), ("features.n_fft", extractor.n_fft),
+                         ("features.hop_length", extractor.hop_length), ("data.sample_rate", extractor.sampling_rate)):
         if config.get(key) != trained:
             raise ConfigError(f"{key}={config.get(key)!r}: the pretrained Whisper {config.model.pretrained!r} was "
                               f"trained with {key.split('.')[1]}={trained} ({origin}); use {key}={trained}")

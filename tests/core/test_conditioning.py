@@ -112,16 +112,17 @@ def test_rows_widen_whisper_input(toy_config_factory: ConfigFactory, toy_data: A
 @pytest.mark.parametrize("source", ["tiny (save_pretrained)", "whisper-tiny.en"])
 def test_rows_with_pretrained_whisper(source: str, toy_config_factory: ConfigFactory, toy_data: AudioData,
                                       tiny_whisper: Path) -> None:
-    """78 mels + 2 rows fit a checkpoint taking 80 rows; 80 mels + 2 rows do not, and the error says why."""
+    """80 mels (the checkpoint's) + 2 rows as extra input channels; 78 mels do not fit, and the error says why."""
     fold = toy_data.splits.folds[0]
     folder = tiny_whisper if source.startswith("tiny") else real_weights(source)
-    config = toy_config_factory(**ROWS, **{"model.pretrained": str(folder)})
+    config = toy_config_factory(**{"features.conditioning": "rows", "model.pretrained": str(folder)})
     model, featurizer = built("whisper", config, toy_data, fold.train)
+    assert model.encoder.conv1.in_channels == 82
     batch = make_batch(toy_data, fold.valid[:2], CPU)
     with torch.no_grad():
         assert torch.isfinite(forward_batch(model, featurizer, batch)["logits"]).all()
-    wrong = toy_config_factory(**{**ROWS, "features.n_mels": 80, "model.pretrained": str(folder)})
-    with pytest.raises(ConfigError, match=r"features\.n_mels=80 \+ 2 conditioning rows: .* takes 80"):
+    wrong = toy_config_factory(**{**ROWS, "model.pretrained": str(folder)})
+    with pytest.raises(ConfigError, match=r"features\.n_mels=78: .* trained with n_mels=80"):
         built("whisper", wrong, toy_data, fold.train)
 
 

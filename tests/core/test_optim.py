@@ -46,12 +46,13 @@ def test_warmup_cosine_follows_the_formula() -> None:
     lr, floor_ratio, total, warmup = 1e-3, 0.05, 50, 10  # warmup_ratio 0.2 of 50 steps
     used, after = cosine_lrs_used(lr, 0.2, floor_ratio, total)
     floor = floor_ratio * lr
-    # Warmup: linear, equal increments, reaching exactly the peak on the last warmup step.
+    # Warmup: linear, step / warmup (the first step at 1 / warmup), equal increments, the peak on the first step
+    # after it: a function of the share of training done, as final training's per-epoch lrs need.
     for step in range(warmup):
-        assert used[step] == pytest.approx(lr * (step + 1) / warmup, rel=1e-12)
-    increments = [b - a for a, b in zip(used[:warmup], used[1:warmup], strict=False)]
+        assert used[step] == pytest.approx(lr * max(step, 1) / warmup, rel=1e-12)
+    increments = [b - a for a, b in zip(used[1:warmup + 1], used[2:warmup + 1], strict=False)]
     assert max(increments) - min(increments) < 1e-15
-    assert used[warmup - 1] == lr and max(used) == lr
+    assert used[warmup] == lr and max(used) == lr
     # Cosine from the peak to the floor over the remaining steps.
     for step in (warmup, 15, 20, 30, 40, 49):
         progress = (step - warmup) / (total - warmup)
@@ -201,13 +202,14 @@ def test_sam_shares_the_base_groups_and_state() -> None:
     model, x, y = linear_problem()
     config = optim_config(name="sam", sam_base="adamw", lr=0.01, warmup_ratio=0.5)
     optimizer = OPTIMIZERS.get("sam")(model.parameters(), config)
-    scheduler = SCHEDULERS.get("warmup_linear")(optimizer, config, 4)  # 2 warm-up steps: lr/2, then lr
-    assert optimizer.base.param_groups[0]["lr"] == pytest.approx(0.005)  # the scheduler set the base's lr
-    sam_step(model, x, y, optimizer)
-    scheduler.step()
-    assert optimizer.base.param_groups[0]["lr"] == pytest.approx(0.01)
+    scheduler = SCHEDULERS.get("warmup_linear")(optimizer, config, 6)  # 3 warm-up steps: lr/3, lr/3, 2lr/3
+    assert optimizer.base.param_groups[0]["lr"] == pytest.approx(0.01 / 3)  # the scheduler set the base's lr
+    for _ in range(2):
+        sam_step(model, x, y, optimizer)
+        scheduler.step()
+    assert optimizer.base.param_groups[0]["lr"] == pytest.approx(0.02 / 3)
     state = optimizer.state_dict()
-    assert state["state"][0]["step"] == 1 and set(state["state"]) == {0, 1}  # the base's Adam state
+    assert state["state"][0]["step"] == 2 and set(state["state"]) == {0, 1}  # the base's Adam state
     with pytest.raises(RuntimeError, match="closure"):
         optimizer.step()
 
@@ -250,11 +252,11 @@ def test_warmup_linear_follows_the_formula() -> None:
     warmup = 10
     for step in range(total):
         if step < warmup:
-            expected = lr * (step + 1) / warmup
+            expected = lr * max(step, 1) / warmup
         else:
             expected = lr * (1 - (1 - floor) * (step - warmup) / (total - warmup))
         assert used[step] == pytest.approx(expected, rel=1e-12), step
-    assert used[warmup - 1] == pytest.approx(lr) and max(used) == pytest.approx(lr)
+    assert used[warmup] == pytest.approx(lr) and max(used) == pytest.approx(lr)
     assert after == pytest.approx(floor * lr, rel=1e-12)
     decay = [b - a for a, b in zip(used[warmup:], used[warmup + 1:], strict=False)]
     assert max(decay) - min(decay) < 1e-15  # a straight line
@@ -262,7 +264,7 @@ def test_warmup_linear_follows_the_formula() -> None:
 
 def test_constant_with_and_without_warmup() -> None:
     used, after = lrs_used("constant", 20, lr=0.3, warmup_ratio=0.2)
-    assert used[:4] == pytest.approx([0.075, 0.15, 0.225, 0.3], rel=1e-12)
+    assert used[:5] == pytest.approx([0.075, 0.075, 0.15, 0.225, 0.3], rel=1e-12)
     assert used[4:] == [pytest.approx(0.3, rel=1e-12)] * 16 and after == pytest.approx(0.3)
     used, after = lrs_used("constant", 7, lr=0.3, warmup_ratio=0.0)
     assert used == [0.3] * 7 and after == 0.3
@@ -271,19 +273,19 @@ def test_constant_with_and_without_warmup() -> None:
 @pytest.mark.parametrize(("ratio", "total"), [(0.3, 20), (0.0, 10)])
 def test_one_cycle_follows_the_formula(ratio: float, total: int) -> None:
     lr, floor = 0.01, 0.02
-    used, _ = lrs_used("one_cycle", total, lr=lr, warmup_ratio=ratio, min_lr_ratio=floor)
+    used, after = lrs_used("one_cycle", total, lr=lr, warmup_ratio=ratio, min_lr_ratio=floor)
     start, end = lr / 25, lr * floor
-    peak_step = max(ratio * total, 2.0) - 1  # warm-up of warmup_ratio, but at least 2 steps
+    rise = ratio * total  # steps, not rounded: a share of training
 
     def cosine(a: float, b: float, share: float) -> float:
         return b + (a - b) * (1 + math.cos(math.pi * share)) / 2
 
     for step in range(total):
-        expected = (cosine(start, lr, step / peak_step) if step <= peak_step else
-                    cosine(lr, end, (step - peak_step) / (total - 1 - peak_step)))
+        expected = (cosine(start, lr, step / rise) if step < rise else
+                    cosine(lr, end, (step - rise) / (total - rise)))
         assert used[step] == pytest.approx(expected, rel=1e-9), step
-    assert used[0] == pytest.approx(start) and max(used) == pytest.approx(lr) and used[-1] == pytest.approx(end)
-    assert used.index(max(used)) == round(peak_step)
+    assert used[0] == pytest.approx(start if ratio else lr) and max(used) == pytest.approx(lr)
+    assert after == pytest.approx(end) and min(used) > end
 
 
 @pytest.mark.parametrize("mode", ["max", "min"])

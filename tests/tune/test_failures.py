@@ -52,7 +52,8 @@ def run(args: list[str], env: dict[str, str], timeout: int = 400) -> subprocess.
 def trials_by_params(folder: Path) -> dict[tuple, pd.Series]:
     """Leaderboard rows keyed by their sampled parameters (trial ids are random, parameters are not)."""
     table = pd.read_csv(folder / "leaderboard.csv", dtype={"trial_id": str})
-    return {tuple(row[p] for p in PARAMS): row for _, row in table.iterrows()}
+    # a mask width is searched only with masks (conditional): absent -> None, so equal keys compare equal
+    return {tuple(None if pd.isna(row.get(p)) else row[p] for p in PARAMS): row for _, row in table.iterrows()}
 
 
 def assert_same_trials(folder: Path, reference: Path, subset: bool = False) -> None:

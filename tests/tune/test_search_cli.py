@@ -75,7 +75,7 @@ def test_optuna_study_saved_to_sqlite(search: tuple[Path, subprocess.CompletedPr
     assert len(study.trials) == 3
     values = sorted(t.value for t in study.trials)
     assert values == pytest.approx(sorted(table["uar_score"]), abs=1e-9)  # Optuna was told the score
-    assert {"optim.lr", "optim.warmup_ratio", "augment.time_mask"} <= set(study.trials[0].params)
+    assert {"optim.lr", "optim.warmup_ratio", "augment.time_masks"} <= set(study.trials[0].params)
 
 
 def test_export_is_the_winner_and_its_validated_recipe(search: tuple[Path, subprocess.CompletedProcess[str]]) -> None:

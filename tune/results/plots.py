@@ -9,6 +9,7 @@ they do not depend on how `optuna.db` is written.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sys
@@ -26,8 +27,9 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image  # noqa: E402  (matplotlib's own PNG reader and writer)
 
-from core.plots import png_bytes  # noqa: E402
+from core.plots import any_script, png_bytes  # noqa: E402
 from search_spaces.pinning import PinnedSpace  # noqa: E402
 from tune.results.leaderboard import ASHA, ERROR  # noqa: E402
 from tune.results.leaderboard import sampling_order as tag_number  # noqa: E402
@@ -38,6 +40,10 @@ if TYPE_CHECKING:  # results take Ray's ResultGrid from the engine; they never i
 PLOTS = "plots"
 SKIPPED = "skipped.json"  # {file: why it was not drawn}
 TOP_CURVES = 5  # learning curves of this many best trials
+# The slice plot: one panel per parameter, at most this many side by side (the page shows a figure at most 34em wide;
+# Optuna's own layout is one 3.2-inch column per parameter in a single row, unreadable beyond three or four).
+SLICE_COLUMNS = 2
+SLICE_PANEL_INCHES = (3.6, 2.8)
 
 
 @dataclass
@@ -162,15 +168,41 @@ def optuna_figure(draw: Any, study: optuna.Study, **options: Any) -> bytes:
         plt.close(figure)
 
 
+def slice_grid(study: optuna.Study, params: list[str]) -> bytes:
+    """Optuna's slice plot of each parameter, one small figure each, tiled into a grid of `SLICE_COLUMNS` columns
+    (white where a row is short)."""
+    from optuna.visualization import matplotlib as optuna_plots
+
+    def panel(name: str) -> np.ndarray:
+        png = optuna_figure(optuna_plots.plot_slice, study, params=[name], target_name="score")
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+    with plt.rc_context({"figure.figsize": SLICE_PANEL_INCHES}):
+        panels = [panel(name) for name in params]
+    height, width = max(panel.shape[0] for panel in panels), max(panel.shape[1] for panel in panels)
+    rows = -(-len(panels) // SLICE_COLUMNS)
+    grid = np.full((rows * height, min(len(panels), SLICE_COLUMNS) * width, 3), 255, dtype=np.uint8)
+    for index, panel in enumerate(panels):
+        top, left = (index // SLICE_COLUMNS) * height, (index % SLICE_COLUMNS) * width
+        grid[top:top + panel.shape[0], left:left + panel.shape[1]] = panel
+    buffer = io.BytesIO()
+    Image.fromarray(grid).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def study_plots(study: optuna.Study, plots: SearchPlots) -> None:
     from optuna.visualization import matplotlib as optuna_plots
 
     complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
     searched = sorted({key for trial in complete for key in trial.params})
-    if not searched:
-        plots.skipped["slice.png"] = "no completed trial has searched parameters"
+    # A parameter every trial drew the same value of has no slice to show (and Optuna's would warn of identical
+    # x limits into the search's output).
+    varied = [key for key in searched if len({repr(t.params[key]) for t in complete if key in t.params}) > 1]
+    if not varied:
+        plots.skipped["slice.png"] = ("no completed trial has searched parameters" if not searched else
+                                      "every searched parameter has one value in all completed trials")
     else:
-        plots.files["slice.png"] = optuna_figure(optuna_plots.plot_slice, study)
+        plots.files["slice.png"] = slice_grid(study, varied)
     common = optuna.search_space.intersection_search_space(complete) if complete else {}
     if len(complete) < 2:
         plots.skipped["param_importances.png"] = f"{len(complete)} completed trial(s); importances need 2 or more"
@@ -188,7 +220,14 @@ def study_plots(study: optuna.Study, plots: SearchPlots) -> None:
 
 def search_plots(table: pd.DataFrame, grid: ResultGrid, space: str, metric: str, mode: str,
                  pinned: dict[str, Any] | None = None, demo: bool = False, trials: Sequence[Any] = ()) -> SearchPlots:
-    """Every search figure of a finished (or stopped) search; `table` is its leaderboard (results/leaderboard.py)."""
+    """Every search figure of a finished (or stopped) search; `table` is its leaderboard (results/leaderboard.py).
+    Labels in any script (a class or word in Hangul) draw with their glyphs (core.plots.any_script)."""
+    with any_script():
+        return _search_plots(table, grid, space, metric, mode, pinned, demo, trials)
+
+
+def _search_plots(table: pd.DataFrame, grid: ResultGrid, space: str, metric: str, mode: str,
+                  pinned: dict[str, Any] | None, demo: bool, trials: Sequence[Any]) -> SearchPlots:
     plots = SearchPlots()
     if table.empty:
         plots.skipped["optimisation_history.png"] = "no trials"
