@@ -174,6 +174,20 @@ def prediction_table(written: pd.DataFrame, outputs: np.ndarray, classes: list[s
                       rest.reset_index(drop=True)], axis=1)
 
 
+def check_not_an_input(out: Path, model: Path, data: Path) -> None:
+    """--out (and its report) never lands on what predict reads, even with --overwrite: a file of the model folder
+    (it would replace part of the model) or the --data manifest itself (the clips' list would be lost)."""
+    model_folder, manifest = model.expanduser().resolve(), data.expanduser().resolve()
+    for path in (out, report_path(out)):
+        target = path.expanduser().resolve()
+        if target == model_folder or model_folder in target.parents:
+            raise UserError(f"--out {out}: {path.name} would be written inside the model folder {model}, replacing "
+                            "part of it; --overwrite does not allow that: give an --out outside it")
+        if manifest.is_file() and (target == manifest or (target.exists() and target.samefile(manifest))):
+            raise UserError(f"--out {out}: {path.name} is the --data manifest itself; --overwrite does not allow "
+                            "replacing it: give another --out")
+
+
 # --- the command -----------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
     from core.data.dataset import clips_for_inference
@@ -185,6 +199,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     out = Path(args.out)
     check_outputs(out, args.overwrite)
     folder = read_model_folder(args.model, "--model")
+    check_not_an_input(out, folder.folder, Path(args.data))
     config = folder.config
     manifest, written = read_clips(Path(args.data), args.audio_root, config.data.target, folder.regression)
     labelled = config.data.target in manifest.table.columns
