@@ -191,11 +191,13 @@ def check_not_an_input(out: Path, model: Path, data: Path) -> None:
 # --- the command -----------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
     from core.data.dataset import clips_for_inference
+    from core.device_checks import check_device
     from core.model_folder import evaluate_model, read_model_folder, uses_covariates
     from core.report import positive_class
 
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
+    check_device(args.device, "--device")
     out = Path(args.out)
     check_outputs(out, args.overwrite)
     folder = read_model_folder(args.model, "--model")
@@ -210,7 +212,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         data = clips_for_inference(manifest, folder.classes, folder.words, uses_covariates(config),
                                    folder.regression,
                                    waveforms=lambda paths: decode(folder, paths, cache, kept=bool(args.cache_dir)))
-        loaded = folder.load(args.device or config.train.device)
+        loaded = folder.load(args.device)  # None: where it was trained if this machine has it, else auto
         rows = np.arange(len(manifest), dtype=np.int64)
         evaluation = evaluate_model(loaded, data, rows, labelled=labelled, report=config if labelled else None,
                                     batch_size=args.batch_size)
