@@ -187,6 +187,7 @@ def output_files(config: Config, eval_only: bool, fold: int | None) -> list[str]
 def run(args: argparse.Namespace) -> None:
     from core.checks import check_run
     from core.data.dataset import prepare_data
+    from core.device_checks import check_device
     from core.model_folder import read_model_folder
 
     if args.eval_only != bool(args.checkpoint):
@@ -194,6 +195,7 @@ def run(args: argparse.Namespace) -> None:
                         "--checkpoint is only read with --eval-only")
     saved = read_model_folder(args.checkpoint, "--checkpoint") if args.eval_only else None
     config = resolve_config(args, saved)
+    check_device(config.train.device, "train.device")  # training runs here: the device must be on this machine
     out = Path(args.out) if args.out else None
     if out is not None:
         check_output_folder(out, "--out", output_files(config, args.eval_only, args.fold), args.overwrite)

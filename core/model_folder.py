@@ -31,13 +31,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from core.command_line import write_json
-from core.config import Config
+from core.config import Config, load_config_file
 from core.data.dataset import AudioData, clips_for_inference
+from core.device_checks import check_device, loading_device
 from core.devices import resolve_device
 from core.errors import UserError
 from core.evaluate import predict, score
 from core.models import MODELS
 from core.report import report_of_rows
+from core.settings_files import excerpt, parse_json, read_text
 from core.statistics import FoldStatistics
 
 FORMAT = "audiotune-model"
@@ -222,8 +224,11 @@ class ModelFolder:
                 detail = " ".join(str(error).split())[:300]
                 raise UserError(f"{self.where()}: the {part} weights in {WEIGHTS} do not fit its {CONFIG} "
                                 f"({detail})") from error
-        target = resolve_device(device or self.config.train.device) if not isinstance(device, torch.device) \
-            else device
+        if isinstance(device, torch.device):
+            target = device
+        else:  # the trained-on device (cuda:1, say) is where it trained, not where it must run
+            check_device(device, "--device")
+            target = resolve_device(loading_device(device, self.config.train.device))
         return LoadedModel(folder=self.folder, config=self.config, model=model.to(target).eval(),
                            featurizer=featurizer.to(target).eval(), stats=self.stats, classes=self.classes,
                            words=self.words, decoding=self.decoding, metadata=self.metadata, device=target)
@@ -246,10 +251,11 @@ def read_model_folder(path: str | Path, flag: str = "--model") -> ModelFolder:
     if METADATA in missing:
         raise UserError(f"{where}: not a model folder (no {METADATA}); give the --out folder of tune.final or a "
                         "fold<N> folder of core.train --out")
-    try:
-        metadata = json.loads((folder / METADATA).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{where}: {METADATA} is not valid JSON ({error})") from error
+    try:  # as every settings file: a byte-order mark accepted, a key given twice refused, size and depth capped
+        metadata = parse_json(folder / METADATA, read_text(folder / METADATA))
+    except UserError as error:
+        raise UserError(f"{where}: {METADATA} is not valid JSON ({str(error).removeprefix(f'{folder / METADATA}: ')})"
+                        ) from None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise UserError(f"{where}: {METADATA} is not an audiotune model description (format {FORMAT!r})")
     if metadata.get("version") != VERSION:
@@ -260,12 +266,34 @@ def read_model_folder(path: str | Path, flag: str = "--model") -> ModelFolder:
     absent = [key for key in ("classes", "words", "decoding", "statistics") if key not in metadata]
     if absent:
         raise UserError(f"{where}: damaged model folder ({METADATA} lacks {', '.join(absent)})")
+    check_metadata(where, metadata)
     try:
-        config = Config.from_json(folder / CONFIG)
+        config = load_config_file(folder / CONFIG)
         stats = FoldStatistics.from_dict(metadata["statistics"])
     except (UserError, KeyError, ValueError, TypeError, json.JSONDecodeError) as error:
         raise UserError(f"{where}: damaged model folder ({type(error).__name__}: {error})") from error
     return ModelFolder(folder=folder, flag=flag, config=config, metadata=metadata, stats=stats)
+
+
+def check_metadata(where: str, metadata: dict[str, Any]) -> None:
+    """The shapes of model.json's keys that loading and decoding read, so an edited one is a line naming it."""
+    def wrong(key: str, value: Any, what: str) -> UserError:
+        return UserError(f"{where}: damaged model folder ({METADATA}: {key}={excerpt(value)} is not {what})")
+
+    for key in ("classes", "words"):
+        if not (isinstance(metadata[key], list) and all(isinstance(item, str) for item in metadata[key])):
+            raise wrong(key, metadata[key], "a list of names")
+    for key in ("decoding", "statistics") + (("architecture",) if "architecture" in metadata else ()):
+        if not isinstance(metadata[key], dict):
+            raise wrong(key, metadata[key], "an object")
+    decoding = metadata["decoding"]
+    for key, whole in (("sample_rate", True), ("max_seconds", False)):
+        if key not in decoding:
+            raise UserError(f"{where}: damaged model folder ({METADATA} lacks decoding.{key})")
+        value = decoding[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or value <= 0 or (whole and value != int(value)):
+            raise wrong(f"decoding.{key}", value, "a positive " + ("whole number" if whole else "number"))
 
 
 def load_model_folder(path: str | Path, flag: str = "--model", device: str | torch.device | None = None

@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from core.checks import check_config, check_final_training, check_run
     from core.data.dataset import prepare_data
     from core.data.recorded import beside_config
+    from core.device_checks import check_device
     from core.model_folder import FILES, data_for_model, read_model_folder, save_model_folder
     from core.plots import PLOTS, write_final_plots
 
@@ -156,6 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = check_config(config.with_overrides(overrides))
     if not args.eval_only:  # e.g. reduce_on_plateau: final training has no validation rows to step it on
         check_final_training(config)
+    check_device(config.train.device, "train.device")  # final training runs here: on a device this machine has
     out = Path(args.out) if args.out else run_folder / (f"final_{config_path.stem}" if pareto else "final")
     if args.eval_only != bool(args.checkpoint):
         raise UserError("--eval-only needs --checkpoint MODEL_FOLDER" if args.eval_only else

@@ -106,17 +106,34 @@ def prediction_table(written: pd.DataFrame, outputs: np.ndarray, classes: list[s
                       rest.reset_index(drop=True)], axis=1)
 
 
+def check_not_an_input(out: Path, model: Path, data: Path) -> None:
+    """--out (and its report) never lands on what predict reads, even with --overwrite: a file of the model folder
+    (it would replace part of the model) or the --data manifest itself (the clips' list would be lost)."""
+    model_folder, manifest = model.expanduser().resolve(), data.expanduser().resolve()
+    for path in (out, report_path(out)):
+        target = path.expanduser().resolve()
+        if target == model_folder or model_folder in target.parents:
+            raise UserError(f"--out {out}: {path.name} would be written inside the model folder {model}, replacing "
+                            "part of it; --overwrite does not allow that: give an --out outside it")
+        if manifest.is_file() and (target == manifest or (target.exists() and target.samefile(manifest))):
+            raise UserError(f"--out {out}: {path.name} is the --data manifest itself; --overwrite does not allow "
+                            "replacing it: give another --out")
+
+
 # --- the command -----------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
     from core.data.dataset import clips_for_inference
+    from core.device_checks import check_device
     from core.model_folder import evaluate_model, read_model_folder, uses_covariates
     from core.report import positive_class
 
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
+    check_device(args.device, "--device")
     out = Path(args.out)
     check_outputs(out, args.overwrite)
     folder = read_model_folder(args.model, "--model")
+    check_not_an_input(out, folder.folder, Path(args.data))
     config = folder.config
     manifest = read_clips(Path(args.data), args.audio_root, config, folder.regression)
     written = manifest.written
@@ -128,7 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         data = clips_for_inference(manifest, folder.classes, folder.words, uses_covariates(config),
                                    folder.regression,
                                    waveforms=lambda paths: decode(folder, paths, cache, kept=bool(args.cache_dir)))
-        loaded = folder.load(args.device or config.train.device)
+        loaded = folder.load(args.device)  # None: where it was trained if this machine has it, else auto
         rows = np.arange(len(manifest), dtype=np.int64)
         evaluation = evaluate_model(loaded, data, rows, labelled=labelled, report=config if labelled else None,
                                     batch_size=args.batch_size)
