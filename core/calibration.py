@@ -80,6 +80,8 @@ def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, b
 def calibration_scores(probabilities: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     """ECE (15 bins), Brier score (sklearn's; the binary one for two classes) and log-loss of these predictions."""
     labels = list(range(probabilities.shape[1]))
+    probabilities = probabilities.astype(np.float64)  # float32 rows miss 1 by ~1e-7, which sklearn warns about
+    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
     return {"ece": expected_calibration_error(probabilities, targets),
             "brier": float(brier_score_loss(targets, probabilities, labels=labels)),
             "log_loss": float(log_loss(targets, probabilities, labels=labels))}
