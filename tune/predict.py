@@ -204,10 +204,11 @@ def check_covariates(manifest: Manifest, folder: ModelFolder) -> None:
     absent = [column for column in needed if column not in manifest.table.columns]
     if absent:
         known = f" (words it knows: {', '.join(words)})" if "word" in absent else ""
+        what = " and ".join({"age": "the child's age", "word": "the target word"}[c] for c in absent)
         raise DataError(f"--data {manifest.source}: no {' or '.join(repr(c) for c in absent)} column, but the model "
-                        f"is conditioned on the child's age and the target word (features.conditioning): give a "
-                        f"manifest with {' and '.join(absent)} columns, or for a folder of one child's recordings "
-                        f"{' '.join(f'--{c} {c.upper()}' for c in absent)}{known}")
+                        f"is conditioned on {what} (features.conditioning): give a manifest with "
+                        f"{' and '.join(absent)} column{'s' if len(absent) > 1 else ''}, or, for a folder of one "
+                        f"child's recordings, {' '.join(f'--{c} {c.upper()}' for c in absent)}{known}")
 
 
 def prediction_table(written: pd.DataFrame, outputs: np.ndarray, classes: list[str], raw: np.ndarray | None = None,
