@@ -239,6 +239,51 @@ def decision(config: Config, classes: list[str], source: Path | None, calibratio
     return blocks
 
 
+# What the search's trainable keeps in a trial's checkpoint (tune/engine/trainable.py's STATE_FILE and META_FILE;
+# final imports no Ray, so the names are repeated here and a test checks they agree).
+TRIAL_STATE, TRIAL_META = "fold{}.pt", "trial.json"
+
+
+def checkpoint_members(config_path: Path, run_folder: Path, config: Config, data: AudioData
+                       ) -> list[tuple[torch.nn.Module, torch.nn.Module, FoldStatistics]] | None:
+    """The winner's k fold models at e* from its last checkpoint in the run folder (trial_<id>/checkpoint_*/), when
+    that checkpoint is at e* (Tune keeps one per trial: the last epoch; e* is earlier when the fold-mean curve peaked
+    before the end) and every fold's state is there; None, saying why, otherwise."""
+    import torch
+
+    from core.models import MODELS
+    from core.statistics import FoldStatistics
+    from core.train import resolve_device
+
+    export = json.loads(config_path.read_text())
+    trial, epoch = export.get("trial_id"), (export.get("validated") or {}).get("epoch")
+    checkpoints = sorted((run_folder / f"trial_{trial}").glob("checkpoint_*"))
+    if not trial or not checkpoints or not (checkpoints[-1] / TRIAL_META).is_file():
+        print(f"fold models: no checkpoint of trial {trial} in the run folder; training the {len(data.splits.folds)} "
+              f"folds again to epoch {epoch}", flush=True)
+        return None
+    meta = json.loads((checkpoints[-1] / TRIAL_META).read_text())
+    files = [checkpoints[-1] / TRIAL_STATE.format(fold.index) for fold in data.splits.folds]
+    if int(meta.get("epoch", -1)) != epoch or not all(file.is_file() for file in files):
+        print(f"fold models: trial {trial}'s checkpoint holds epoch {meta.get('epoch')}, not e* = {epoch}; training "
+              f"the {len(files)} folds again to e*", flush=True)
+        return None
+    spec, device, members = MODELS.get(config.model.name), resolve_device(config.train.device), []
+    for fold, file in zip(data.splits.folds, files, strict=True):
+        stats = FoldStatistics.from_data(data, fold.train)
+        model, featurizer = spec.build(config, data.num_outputs, stats), spec.featurizer(config, stats)
+        try:
+            model.load_state_dict(torch.load(file, weights_only=False)["model"])
+        except (RuntimeError, KeyError) as error:  # e.g. a frozen encoder's probe, trained on cached outputs
+            print(f"fold models: {file} does not load into the model ({str(error).splitlines()[0][:120]}); "
+                  "training the folds again to e*", flush=True)
+            return None
+        members.append((model.to(device).eval(), featurizer.to(device).eval(), stats))
+    print(f"fold models: the {len(members)} folds of trial {trial} at epoch {epoch}, from {checkpoints[-1]}",
+          flush=True)
+    return members
+
+
 def train_members(config: Config, data: AudioData) -> list[tuple[torch.nn.Module, torch.nn.Module, FoldStatistics]]:
     """The winner's k fold models at e*: each fold trained again on its own training rows under the search's
     schedule (train.stop_epoch = e*), seeded as in the search (so, on CPU, the very models whose validation
@@ -322,14 +367,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         temperature, threshold = decision_of(blocks)
         if members:
-            trained_members = train_members(config, data)
+            trained_members = checkpoint_members(config_path, run_folder, config, data) or []
+            source = "the search's checkpoint" if trained_members else "trained again to e*"
+            trained_members = trained_members or train_members(config, data)
             ensemble = [trained_model(config, data, model, featurizer) for model, featurizer, _ in trained_members]
             loaded = dataclasses.replace(ensemble[0], members=ensemble)
         else:
             loaded = trained_model(config, data, *train_final(config, data))
         loaded = dataclasses.replace(loaded, temperature=temperature, threshold=threshold)
     report, outputs, raw_test = test_evaluation(config, data, loaded)
-    report["model"] = "fold ensemble" if loaded.members else "refit"
+    report["model_kind"] = "fold ensemble" if loaded.members else "refit"
+    if trained_members:
+        report["fold_models"] = source
     if "calibration" in blocks:
         targets = data_for_model(loaded, data).targets[data.splits.test]
         report["calibration"] = calibration_report(blocks["calibration"], targets, raw_test, outputs)

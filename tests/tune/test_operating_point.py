@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from support.toy_audio import make_toy_config
 
 from core.calibration import apply_temperature
 from core.data.dataset import prepare_data
 from core.train import train_fold
+from tune.final import TRIAL_META, TRIAL_STATE
 from tune.final import main as tune_final
 from tune.predict import main as tune_predict
 from tune.results.export import out_of_fold
@@ -35,14 +37,21 @@ def run_folder(toy_dataset: Path, toy_cache_dir: Path, tmp_path_factory: pytest.
     config = make_toy_config(toy_dataset, toy_cache_dir, **OVERRIDES)
     data = prepare_data(config)
     outputs = {}
+    checkpoint = root / "trial_toy" / "checkpoint_000001"  # as the trainable leaves the trial's last checkpoint
+    checkpoint.mkdir(parents=True)
     for fold in data.splits.folds:
-        outputs[fold.index] = list(train_fold(config, data, fold))[-1].outputs
+        last = list(train_fold(config, data, fold))[-1]
+        outputs[fold.index] = last.outputs
+        torch.save(last.state, checkpoint / TRIAL_STATE.format(fold.index))
+    (checkpoint / TRIAL_META).write_text(json.dumps({"epoch": 2, "selected_epoch": 2}))
     table, _, _ = out_of_fold(config, data, outputs)
     table.to_parquet(root / "oof_predictions.parquet", index=False)
     export = {"config": config.to_dict(), "metric": "uar", "trial_id": "toy", "out_of_fold": "oof_predictions.parquet",
               "validated": {"metric": "uar", "score": 0.5, "std": 0.1, "epoch": 2, "horizon": 2,
                             "folds": [0.5, 0.5, 0.5]}}
     (root / "best_config.json").write_text(json.dumps(export))
+    pd.DataFrame({"rank": [1], "trial_id": ["toy"], "status": ["finished"], "uar_score": [0.5], "uar_std": [0.1],
+                  "error": [""]}).to_csv(root / "leaderboard.csv", index=False)  # a run folder: the page is the run's
     return root
 
 
@@ -56,6 +65,12 @@ def refit(run_folder: Path) -> Path:
 def folds(run_folder: Path, refit: Path) -> Path:
     assert tune_final(["--config", str(run_folder / "best_config.json"), "--model", "folds"]) == 0
     return run_folder / "final_folds"
+
+
+def test_the_checkpoint_names_are_the_trainables() -> None:
+    from tune.engine.trainable import META_FILE, STATE_FILE
+
+    assert (TRIAL_STATE, TRIAL_META) == (STATE_FILE, META_FILE)
 
 
 def oof(run_folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +95,7 @@ def test_model_folder_holds_temperature_and_threshold(run_folder: Path, refit: P
     assert "Decision" in (refit / "MODEL_CARD.md").read_text()
 
 
-def test_report_gives_the_operating_point_with_intervals(refit: Path) -> None:
+def test_report_gives_the_operating_point_with_intervals(run_folder: Path, refit: Path) -> None:
     report = json.loads((refit / "report.json").read_text())
     point = report["operating_point"]
     threshold = json.loads((refit / "model.json").read_text())["operating_point"]["threshold"]
@@ -89,9 +104,9 @@ def test_report_gives_the_operating_point_with_intervals(refit: Path) -> None:
         assert name in point and len(point[f"{name}_ci"]) == 2
     assert sum(point["counts"].values()) == report["test_clips"]
     assert set(report["calibration"]["test"]) == {"before", "after", "clips"}
-    assert report["model"] == "refit"
+    assert report["model_kind"] == "refit"
     assert (refit / "plots" / "reliability_diagram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    page = (refit / "report.html").read_text()
+    page = (run_folder / "report.html").read_text()
     assert "Operating point" in page and "reliability_diagram.png" in page and "Calibration: temperature" in page
 
 
@@ -143,10 +158,10 @@ def test_fold_ensemble_is_the_mean_of_its_folds(run_folder: Path, folds: Path, t
         rows = [position[Path(path).name] for path in mine["path"]]
         np.testing.assert_allclose(each[index][rows], mine[["p_abnormal", "p_normal"]].to_numpy(), atol=1e-5)
     report = json.loads((folds / "report.json").read_text())
-    assert report["model"] == "fold ensemble" and "operating_point" in report
-    page = (run_folder / "report.html").read_text() if (run_folder / "report.html").exists() else \
-        (folds / "report.html").read_text()
-    assert "fold ensemble" in page
+    assert report["model_kind"] == "fold ensemble" and "operating_point" in report
+    assert report["fold_models"] == "the search's checkpoint"
+    page = (run_folder / "report.html").read_text()  # the run's page: both final models, side by side
+    assert "Refit against fold ensemble (same test set)" in page and "final_folds" in page
 
 
 def test_a_bare_folder_on_a_conditioned_model_says_how(toy_dataset: Path, toy_cache_dir: Path, tmp_path: Path,
@@ -175,3 +190,24 @@ def test_a_bare_folder_on_a_conditioned_model_says_how(toy_dataset: Path, toy_ca
     assert tune_predict(["--model", str(tmp_path / "model"), "--data", str(toy_dataset), "--age", "5",
                          "--out", str(tmp_path / "x.csv")]) == 2
     assert "has its own 'age' column" in capsys.readouterr().err
+
+
+def test_fold_models_come_from_the_checkpoint_or_are_trained_again(run_folder: Path, folds: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """With the trial's checkpoint gone, the folds are trained again to e*: the same models (seeded as the search)."""
+    (run_folder / "trial_toy").rename(tmp_path / "trial_toy")
+    try:
+        capsys.readouterr()
+        assert tune_final(["--config", str(run_folder / "best_config.json"), "--model", "folds", "--out",
+                           str(tmp_path / "again")]) == 0
+        assert "no checkpoint of trial toy in the run folder; training the 3 folds again" in capsys.readouterr().out
+    finally:
+        (tmp_path / "trial_toy").rename(run_folder / "trial_toy")
+    for name in ("fold0", "fold1", "fold2"):
+        from safetensors.torch import load_file
+
+        kept, again = load_file(str(folds / name / "model.safetensors")), load_file(
+            str(tmp_path / "again" / name / "model.safetensors"))
+        assert kept.keys() == again.keys()
+        for key in kept:
+            torch.testing.assert_close(kept[key], again[key], rtol=1e-5, atol=1e-6)

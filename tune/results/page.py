@@ -217,7 +217,7 @@ def comparison_section(finals: Sequence[Folder]) -> str:
     for folder, report in reports:
         metrics, point = report.get("metrics", {}), report.get("operating_point") or {}
         after = ((report.get("calibration") or {}).get("test") or {}).get("after") or {}
-        rows.append([report.get("model", "refit"), folder.location.rsplit("/", 1)[-1], metrics.get("uar"),
+        rows.append([report.get("model_kind", "refit"), folder.location.rsplit("/", 1)[-1], metrics.get("uar"),
                      metrics.get("auroc"), point.get("threshold"), point.get("sensitivity"),
                      point.get("specificity"), after.get("ece"), after.get("brier")])
     return ("<h2>Refit against fold ensemble (same test set)</h2>"
@@ -227,7 +227,7 @@ def comparison_section(finals: Sequence[Folder]) -> str:
 
 def final_section(final: Folder) -> str:
     report = final.json("report.json") or {}
-    kind = report.get("model", "refit")
+    kind = report.get("model_kind", "refit")
     parts = [f"<h2>Final model: held-out test set ({_text(report.get('test_clips'))} clips; trained on "
              f"{_text(report.get('train_clips'))}; {_text(kind)})</h2><p>model folder: {_text(final.location)}</p>",
              metrics_table(report), operating_point_section(report, final.json("model.json") or {}),
