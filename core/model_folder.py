@@ -8,6 +8,12 @@ reads the training manifest, the decode cache or the pretrained checkpoint it st
                        settings, the backbone's Hugging Face config (pretrained models), what it was trained on
     MODEL_CARD.md      for people: what it was trained on, scores, date, versions
 
+model.json may also hold `calibration` (the temperature fitted on the search's out-of-fold predictions,
+core/calibration.py) and `operating_point` (the threshold on the positive probability and how it was chosen); every
+evaluation then gives calibrated probabilities and decides at that threshold. A fold-ensemble folder (`ensemble` in
+model.json) holds no weights of its own but one model folder per fold (`fold<N>/`); its probabilities are the mean of
+theirs, calibrated by its own temperature.
+
 `tune.final --out` is such a folder; `core.train --out` writes one per fold (`fold<N>/`). `read_model_folder`
 checks a folder from its JSON alone (cheap: before any data or model work); `.load()` then builds the model.
 `evaluate_model` is the one way every entry point runs a loaded model on rows of data.
@@ -20,7 +26,7 @@ import datetime
 import importlib.metadata
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +36,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from core.calibration import apply_temperature
 from core.command_line import write_json
 from core.config import Config, load_config_file
 from core.data.dataset import AudioData, clips_for_inference
@@ -72,29 +79,37 @@ def versions() -> dict[str, str]:
 
 
 # --- saving ------------------------------------------------------------------------------------------------------
-def save_model_folder(folder: Path, model: nn.Module, featurizer: nn.Module, config: Config, stats: FoldStatistics,
-                      card: dict[str, Any]) -> Path:
+def save_model_folder(folder: Path, model: nn.Module | None, featurizer: nn.Module | None, config: Config,
+                      stats: FoldStatistics, card: dict[str, Any], decision: dict[str, Any] | None = None,
+                      ensemble: list[str] | None = None) -> Path:
     """Write the four files into `folder` (made if needed; the caller checked it may replace them). `stats` are
     those the model was built with (from `FoldStatistics.from_data`: they carry the class and word names); `card`
-    holds what the model card reports (`trained_on`, `cv_score`, `test`, ... : see `card_text`)."""
+    holds what the model card reports (`trained_on`, `cv_score`, `test`, ... : see `card_text`); `decision`: the
+    `calibration` and `operating_point` blocks of model.json. With `ensemble` (the member folders' names, already
+    written inside `folder`) there is no model of its own (`model`, `featurizer`: None) and no weights file."""
     if len(stats.words) != stats.num_words:
         raise ValueError("save_model_folder needs statistics with word names (FoldStatistics.from_data)")
     folder.mkdir(parents=True, exist_ok=True)
     spec = MODELS.get(config.model.name)
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors.update({f"featurizer.{k}": v for k, v in featurizer.state_dict().items()})
-    # safetensors refuses tensors that share memory (a sliced table, a tied weight): give each its own copy.
-    save_file({k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}, str(folder / WEIGHTS),
-              metadata={"format": FORMAT, "version": str(VERSION)})
     config.to_json(folder / CONFIG)
-    # safetensors creates its file readable by the owner only; give it the umask's mode, as the JSON files have.
-    (folder / WEIGHTS).chmod((folder / CONFIG).stat().st_mode & 0o777)
+    if model is not None and featurizer is not None:
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        tensors.update({f"featurizer.{k}": v for k, v in featurizer.state_dict().items()})
+        # safetensors refuses tensors that share memory (a sliced table, a tied weight): give each its own copy.
+        save_file({k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()},
+                  str(folder / WEIGHTS), metadata={"format": FORMAT, "version": str(VERSION)})
+        # safetensors creates its file readable by the owner only; give it the umask's mode, as the JSON files have.
+        (folder / WEIGHTS).chmod((folder / CONFIG).stat().st_mode & 0o777)
+    architecture = spec.architecture(model) if spec.architecture is not None and model is not None else None
     metadata = {"format": FORMAT, "version": VERSION, "model": config.model.name, "classes": list(stats.classes),
                 "words": list(stats.words), "statistics": stats.to_dict(), "decoding": decoding_settings(config),
                 "conditioning": config.features.conditioning, "target": config.data.target,
                 "task": "regression" if config.model.head == "regressor" else "classification",
                 "positive_class": config.data.positive_class or None,
-                "architecture": spec.architecture(model) if spec.architecture is not None else None,
+                "architecture": architecture,
+                **(decision or {}),
+                **({"ensemble": {"members": list(ensemble), "combine": "mean of the members' probabilities"}}
+                   if ensemble else {}),
                 "card": {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                          "versions": versions(), **card}}
     write_json(folder / METADATA, metadata)
@@ -137,9 +152,28 @@ def card_text(config: Config, metadata: dict[str, Any]) -> str:
             clips = card.get(f"{name}_clips")
             lines.append(f"- {name}{f' ({clips} clips)' if clips else ''}: "
                          + ", ".join(f"{k} {_number(v)}" for k, v in metrics.items()))
+    lines += decision_lines(metadata)
     lines += ["", "## Use", "", "```", "python -m tune.predict --model THIS_FOLDER --data MANIFEST_OR_FOLDER "
               "--out predictions.csv", "```", ""]
     return "\n".join(lines)
+
+
+def decision_lines(metadata: dict[str, Any]) -> list[str]:
+    """The model card's lines on the ensemble, the calibration and the operating point."""
+    lines = []
+    if metadata.get("ensemble"):
+        members = metadata["ensemble"]["members"]
+        lines.append(f"- fold ensemble: the mean of the probabilities of {len(members)} fold models "
+                     f"({', '.join(members)})")
+    calibration = metadata.get("calibration")
+    if calibration:
+        lines.append(f"- calibration: temperature {calibration['temperature']:.4f}, fitted on "
+                     f"{calibration.get('clips')} out-of-fold predictions")
+    point = metadata.get("operating_point")
+    if point:
+        lines.append(f"- decision: {point['positive_class']} when its probability >= {point['threshold']:.4f} "
+                     f"(chosen by {point['rule']}; {point['chosen_on']})")
+    return ["", "## Decision", "", *lines] if lines else []
 
 
 # --- loading -----------------------------------------------------------------------------------------------------
@@ -157,6 +191,16 @@ class LoadedModel:
     decoding: dict[str, Any]
     metadata: dict[str, Any]
     device: torch.device
+    temperature: float = 1.0  # calibration (core/calibration.py); 1: the model's own probabilities
+    threshold: float | None = None  # the operating point on the positive probability; None: argmax
+    members: list[LoadedModel] = field(default_factory=list)  # a fold ensemble's models (this one's are the first's)
+
+
+def decision_of(metadata: dict[str, Any]) -> tuple[float, float | None]:
+    """(temperature, threshold) from model.json (1.0 and None where it has none)."""
+    calibration, point = metadata.get("calibration") or {}, metadata.get("operating_point") or {}
+    threshold = point.get("threshold")
+    return float(calibration.get("temperature", 1.0)), (float(threshold) if threshold is not None else None)
 
 
 @dataclass
@@ -188,7 +232,24 @@ class ModelFolder:
     def where(self) -> str:
         return f"{self.flag} {self.folder}"
 
+    @property
+    def members(self) -> list[str]:
+        """A fold ensemble's member folders (names inside this folder); empty for a single model."""
+        return list((self.metadata.get("ensemble") or {}).get("members", []))
+
     def load(self, device: str | torch.device | None = None) -> LoadedModel:
+        """Build the model (a fold ensemble: each member) and load its weights, with this folder's calibration and
+        operating point."""
+        temperature, threshold = decision_of(self.metadata)
+        if self.members:
+            members = [read_model_folder(self.folder / name, self.flag).load(device) for name in self.members]
+            first = members[0]
+            return dataclasses.replace(first, folder=self.folder, config=self.config, stats=self.stats,
+                                       metadata=self.metadata, temperature=temperature, threshold=threshold,
+                                       members=members)
+        return dataclasses.replace(self.load_weights(device), temperature=temperature, threshold=threshold)
+
+    def load_weights(self, device: str | torch.device | None = None) -> LoadedModel:
         """Build the model and featurizer from the saved config, statistics and architecture, then load the saved
         weights (strict). The pretrained source is not read: the architecture comes from model.json."""
         spec = MODELS.get(self.config.model.name)
@@ -261,6 +322,10 @@ def read_model_folder(path: str | Path, flag: str = "--model") -> ModelFolder:
     if metadata.get("version") != VERSION:
         raise UserError(f"{where}: model folder version {metadata.get('version')!r}; this audiotune reads "
                         f"version {VERSION}")
+    if metadata.get("ensemble") and WEIGHTS in missing:  # a fold ensemble: the weights are its members'
+        missing.remove(WEIGHTS)
+        for name in metadata["ensemble"].get("members", []):
+            read_model_folder(folder / str(name), flag)
     if missing:
         raise UserError(f"{where}: {', '.join(missing)} missing from the model folder")
     absent = [key for key in ("classes", "words", "decoding", "statistics") if key not in metadata]
@@ -283,7 +348,7 @@ def check_metadata(where: str, metadata: dict[str, Any]) -> None:
     for key in ("classes", "words"):
         if not (isinstance(metadata[key], list) and all(isinstance(item, str) for item in metadata[key])):
             raise wrong(key, metadata[key], "a list of names")
-    for key in ("decoding", "statistics") + (("architecture",) if "architecture" in metadata else ()):
+    for key in ("decoding", "statistics") + (("architecture",) if metadata.get("architecture") is not None else ()):
         if not isinstance(metadata[key], dict):
             raise wrong(key, metadata[key], "an object")
     decoding = metadata["decoding"]
@@ -316,20 +381,27 @@ def data_for_model(folder: ModelFolder | LoadedModel, data: AudioData) -> AudioD
 
 @dataclass
 class Evaluation:
-    outputs: np.ndarray  # probabilities [n, classes], or values [n, 1]
+    outputs: np.ndarray  # probabilities [n, classes] (calibrated), or values [n, 1]
     metrics: dict[str, float] | None  # `score` (what training reports), when the rows have labels
     report: dict[str, Any] | None  # the clinical report (core/report.py), when asked for
+    raw: np.ndarray | None = None  # the probabilities before calibration (a fold ensemble: its members' mean)
 
 
 def evaluate_model(loaded: LoadedModel, data: AudioData, rows: np.ndarray, labelled: bool = True,
-                   report: Config | None = None, batch_size: int | None = None) -> Evaluation:
-    """Run the loaded model on `rows` of `data` (mapped to the model's class and word tables first); with labels,
-    also score them, and with `report` (a config: age bands, positive class, bootstrap seed) write the clinical
-    report. The one evaluation of `core.train --eval-only`, `tune.final` and `tune.predict`."""
+                   report: Config | None = None, batch_size: int | None = None,
+                   threshold: float | None = None) -> Evaluation:
+    """Run the loaded model on `rows` of `data` (mapped to the model's class and word tables first; a fold
+    ensemble: the mean of its members' probabilities), calibrated by its temperature; with labels, also score
+    them, and with `report` (a config: age bands, positive class, bootstrap seed) write the clinical report, with
+    the operating point at the model's threshold (or `threshold`, given). The one evaluation of
+    `core.train --eval-only`, `tune.final` and `tune.predict`."""
     data = data_for_model(loaded, data)
-    outputs = predict(loaded.model, loaded.featurizer, data, rows, loaded.device,
-                      batch_size or loaded.config.train.eval_batch_size)
+    size = batch_size or loaded.config.train.eval_batch_size
+    raw = np.mean([predict(member.model, member.featurizer, data, rows, member.device, size)
+                   for member in loaded.members or [loaded]], axis=0)
+    outputs = raw if data.regression else apply_temperature(raw, loaded.temperature)
     metrics = score(data, rows, outputs) if labelled and len(rows) else None
-    clinical = report_of_rows(report, data, rows, outputs) if labelled and report is not None and len(rows) \
+    cut = threshold if threshold is not None else loaded.threshold
+    clinical = report_of_rows(report, data, rows, outputs, cut) if labelled and report is not None and len(rows) \
         else None
-    return Evaluation(outputs=outputs, metrics=metrics, report=clinical)
+    return Evaluation(outputs=outputs, metrics=metrics, report=clinical, raw=raw)

@@ -78,16 +78,42 @@ def confusion_figure(matrix: list[list[int]], classes: list[str]) -> Figure:
     return figure
 
 
-def roc_figure(is_positive: np.ndarray, positive_probability: np.ndarray, positive: str) -> Figure:
+def roc_figure(is_positive: np.ndarray, positive_probability: np.ndarray, positive: str,
+               point: dict[str, Any] | None = None) -> Figure:
+    """The ROC curve; `point`: the report's operating point, marked where its threshold puts it."""
     from sklearn.metrics import RocCurveDisplay
 
     figure = Figure(figsize=(4.5, 4.2))
     axes = figure.subplots()
     RocCurveDisplay.from_predictions(is_positive, positive_probability, ax=axes, name=f"positive: {positive}",
                                      plot_chance_level=True)
+    if point is not None:
+        axes.plot([1 - point["specificity"]], [point["sensitivity"]], marker="o", color="tab:red", linestyle="none",
+                  label=f"operating point: p >= {point['threshold']:.3f}")
+        axes.legend(loc="lower right", fontsize=7)
     axes.set_xlabel("false positive rate (1 - specificity)")
     axes.set_ylabel(f"true positive rate (sensitivity to {positive})")
     axes.set_title("test set: ROC curve")
+    return figure
+
+
+def reliability_figure(is_event: np.ndarray, curves: dict[str, np.ndarray], what: str) -> Figure:
+    """Reliability diagram (sklearn's `calibration_curve`, 10 equal-width bins): observed frequency against mean
+    predicted probability, one line per set of probabilities in `curves` (e.g. before and after calibration)."""
+    from sklearn.calibration import calibration_curve
+
+    figure = Figure(figsize=(4.5, 4.2))
+    axes = figure.subplots()
+    axes.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfectly calibrated")
+    for (name, probability), marker in zip(curves.items(), "os^", strict=False):
+        observed, predicted = calibration_curve(is_event, probability, n_bins=10, strategy="uniform")
+        axes.plot(predicted, observed, marker=marker, label=name)
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel(f"mean predicted probability ({what})")
+    axes.set_ylabel("observed frequency")
+    axes.set_title("test set: reliability diagram")
+    axes.legend(loc="upper left", fontsize=7)
     return figure
 
 
@@ -134,16 +160,17 @@ def scatter_figure(targets: np.ndarray, predictions: np.ndarray, target: str) ->
     return figure
 
 
-def final_plots(report: dict[str, Any], targets: np.ndarray, outputs: np.ndarray, target: str = "label"
-                ) -> dict[str, bytes]:
+def final_plots(report: dict[str, Any], targets: np.ndarray, outputs: np.ndarray, target: str = "label",
+                raw: np.ndarray | None = None) -> dict[str, bytes]:
     """{file name: PNG} for a test report (core/report.py) and the predictions it was computed from: `targets`
     (class ids in the report's class order, or values) and `outputs` (probabilities [n, classes], or values
-    [n, 1])."""
+    [n, 1]); `raw`: the probabilities before calibration, for the reliability diagram."""
     with any_script():
-        return _final_plots(report, targets, outputs, target)
+        return _final_plots(report, targets, outputs, target, raw)
 
 
-def _final_plots(report: dict[str, Any], targets: np.ndarray, outputs: np.ndarray, target: str) -> dict[str, bytes]:
+def _final_plots(report: dict[str, Any], targets: np.ndarray, outputs: np.ndarray, target: str,
+                 raw: np.ndarray | None) -> dict[str, bytes]:
     plots: dict[str, bytes] = {}
     if "classes" in report:  # a classifier
         classes = report["classes"]
@@ -151,7 +178,17 @@ def _final_plots(report: dict[str, Any], targets: np.ndarray, outputs: np.ndarra
         positive = classes.index(report["positive_class"])
         is_positive = targets == positive
         if is_positive.any() and (~is_positive).any():  # a curve needs both classes in the test set
-            plots["roc_curve.png"] = png_bytes(roc_figure(is_positive, outputs[:, positive], classes[positive]))
+            plots["roc_curve.png"] = png_bytes(roc_figure(is_positive, outputs[:, positive], classes[positive],
+                                                          report.get("operating_point")))
+        if "calibration" in report and raw is not None and len(targets):
+            curves = {"after calibration": outputs, "before calibration": raw}
+            if len(classes) == 2:  # the positive class's probability: the one a threshold reads
+                event, what = is_positive, f"{classes[positive]}"
+                curves = {name: values[:, positive] for name, values in curves.items()}
+            else:  # the top label's confidence against whether it was right
+                event, what = outputs.argmax(axis=1) == targets, "top class"
+                curves = {name: values.max(axis=1) for name, values in curves.items()}
+            plots["reliability_diagram.png"] = png_bytes(reliability_figure(event, curves, what))
         value = "uar"
     else:
         plots["predicted_vs_true.png"] = png_bytes(scatter_figure(targets, outputs[:, 0], target))
@@ -165,11 +202,11 @@ def _final_plots(report: dict[str, Any], targets: np.ndarray, outputs: np.ndarra
 
 
 def write_final_plots(folder: Path, report: dict[str, Any], targets: np.ndarray, outputs: np.ndarray,
-                      target: str = "label") -> list[Path]:
+                      target: str = "label", raw: np.ndarray | None = None) -> list[Path]:
     """`final_plots` written into `folder` (tune.final: plots/ of the model folder)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, data in final_plots(report, targets, outputs, target).items():
+    for name, data in final_plots(report, targets, outputs, target, raw).items():
         (folder / name).write_bytes(data)
         written.append(folder / name)
     return written

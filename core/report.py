@@ -95,10 +95,46 @@ def per_group_uar(targets: np.ndarray, predictions: np.ndarray, groups: np.ndarr
     return table
 
 
+RATES = ("sensitivity", "specificity", "ppv", "npv", "uar")  # the operating point's rates, in report order
+
+
+def _rates(tp: np.ndarray, fn: np.ndarray, fp: np.ndarray, tn: np.ndarray) -> dict[str, np.ndarray]:
+    """Sensitivity, specificity, PPV, NPV and UAR from confusion counts (arrays: one value per draw)."""
+    def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.divide(a, a + b, out=np.full(np.shape(a), np.nan), where=(a + b) > 0)
+    sensitivity, specificity = ratio(tp, fn), ratio(tn, fp)
+    return {"sensitivity": sensitivity, "specificity": specificity, "ppv": ratio(tp, fp), "npv": ratio(tn, fn),
+            "uar": (sensitivity + specificity) / 2}
+
+
+def operating_point_report(is_positive: np.ndarray, positive_probability: np.ndarray, threshold: float,
+                           units: np.ndarray | None, rng: np.random.Generator) -> dict[str, Any]:
+    """Sensitivity, specificity, PPV, NPV and UAR of the decision `p >= threshold`, each with its 95 % interval
+    when whole speakers are resampled (the draws of `bootstrap_uar`, over per-speaker confusion counts)."""
+    said = positive_probability >= threshold
+    cells = np.stack([is_positive & said, is_positive & ~said, ~is_positive & said, ~is_positive & ~said], axis=1)
+    unit = _units(units, len(is_positive))
+    count = int(unit.max()) + 1 if len(unit) else 0
+    per_unit = np.zeros((count, 4))
+    np.add.at(per_unit, unit, cells.astype(float))
+    point = {name: float(value) for name, value in _rates(*per_unit.sum(axis=0)).items()}
+    weights = rng.multinomial(count, np.full(count, 1 / count), size=BOOTSTRAP)
+    draws = _rates(*(weights @ per_unit).T)
+    block: dict[str, Any] = {"threshold": float(threshold)}
+    for name in RATES:
+        block[name] = point[name]
+        block[f"{name}_ci"] = list(_interval(draws[name]))
+    tp, fn, fp, tn = (int(v) for v in per_unit.sum(axis=0))
+    block["counts"] = {"true_positive": tp, "false_negative": fn, "false_positive": fp, "true_negative": tn}
+    return block
+
+
 def classification_report(targets: np.ndarray, probabilities: np.ndarray, classes: list[str], positive: int,
-                          groups: dict[str, np.ndarray], speakers: np.ndarray | None, seed: int) -> dict[str, Any]:
+                          groups: dict[str, np.ndarray], speakers: np.ndarray | None, seed: int,
+                          threshold: float | None = None) -> dict[str, Any]:
     """Metrics, sensitivity/specificity of the positive class, confusion matrix (rows: true, columns: predicted)
-    and `per_<group>` UAR tables with speaker-bootstrap intervals."""
+    and `per_<group>` UAR tables with speaker-bootstrap intervals; with a `threshold` on the positive probability
+    (two classes), also `operating_point`: the rates of that decision with their intervals."""
     rng = np.random.default_rng(seed)
     predictions = probabilities.argmax(axis=1)
     metrics = classification_metrics(targets, probabilities)
@@ -117,6 +153,9 @@ def classification_report(targets: np.ndarray, probabilities: np.ndarray, classe
                                                   "unit": "speaker" if speakers is not None else "clip"}}
     for name, labels in groups.items():
         report[f"per_{name}"] = per_group_uar(targets, predictions, labels, speakers, len(classes), rng)
+    if threshold is not None and len(classes) == 2:  # its own seeded stream: the tables above stay as they were
+        report["operating_point"] = operating_point_report(is_positive, probabilities[:, positive], threshold,
+                                                           speakers, np.random.default_rng(seed))
     return report
 
 
@@ -131,9 +170,11 @@ def regression_report(targets: np.ndarray, predictions: np.ndarray, groups: dict
     return report
 
 
-def report_of_rows(config: Config, data: AudioData, rows: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
+def report_of_rows(config: Config, data: AudioData, rows: np.ndarray, outputs: np.ndarray,
+                   threshold: float | None = None) -> dict[str, Any]:
     """The report of `outputs` (probabilities, or values [n, 1]) on `rows` of `data`, grouped by word, age band
-    (`data.age_bands`) and speaker where the manifest has those columns."""
+    (`data.age_bands`) and speaker where the manifest has those columns; `threshold`: the operating point's
+    (see `classification_report`)."""
     groups: dict[str, np.ndarray] = {}
     columns = data.manifest.table.columns
     if "word" in columns:
@@ -147,4 +188,4 @@ def report_of_rows(config: Config, data: AudioData, rows: np.ndarray, outputs: n
         return regression_report(data.targets[rows], outputs[:, 0], groups)
     return classification_report(data.targets[rows], outputs, data.classes,
                                  positive_class(data.classes, config.data.positive_class), groups, speakers,
-                                 config.train.seed)
+                                 config.train.seed, threshold)

@@ -7,11 +7,16 @@ the training manifest, decode cache and pretrained checkpoint are never read.
 and any of `word`, `age`, `speaker` and the model's target column, e.g. `label`) or a folder, whose audio files
 (wav, flac, ogg, mp3, aiff; any depth, sorted) are the clips. Clips are decoded as in training (soundfile, channels
 averaged to mono, resampled, cut or zero-padded to the model's length). A model conditioned on age and word
-(features.conditioning) needs both columns and only words it was trained on.
+(features.conditioning) needs both columns and only words it was trained on; for a folder of one child's recordings
+of one word, --age and --word give them.
 
 Writes --out (CSV): one row per clip with `path`, `predicted` and `p_<class>` for each class (a regressor:
-`prediction`), then the manifest's other columns. When the manifest has the target column, also prints the
-metrics and writes the clinical report (as tune.final's report.json) to `<out stem>_report.json`.
+`prediction`), then the manifest's other columns. The probabilities are calibrated by the model folder's temperature
+and `predicted` is the decision at its operating point (two classes: the positive class when its probability is at
+least the threshold; `--threshold` overrides it for this run); `logit` keeps the model's raw log-odds of the positive
+class (more classes: `logit_<class>`, its log-probabilities before calibration). When the manifest has the target
+column, also prints the metrics and writes the clinical report (as tune.final's report.json) to
+`<out stem>_report.json`.
 """
 
 from __future__ import annotations
@@ -58,6 +63,14 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--cache-dir", metavar="DIR", help="keep the decoded clips here for the next run "
                                                       "(default: a temporary folder, removed after)")
+    p.add_argument("--threshold", type=float, metavar="P",
+                   help="decide the positive class at this probability for this run, instead of the model folder's "
+                        "operating point (two classes only)")
+    p.add_argument("--age", type=float, metavar="YEARS",
+                   help="the child's age for every clip (a folder of one child's recordings; the manifest must not "
+                        "have an age column)")
+    p.add_argument("--word", metavar="WORD", help="the target word of every clip (the manifest must not have a "
+                                                  "word column)")
     return p
 
 
@@ -88,13 +101,67 @@ def read_clips(data: Path, audio_root: str | None, config: Config, regression: b
                          columns=manifest_columns(config), labelled=False)
 
 
-def prediction_table(written: pd.DataFrame, outputs: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    """path, predicted, p_<class>... (or prediction), then the manifest's other columns as written."""
+def with_covariates(manifest: Manifest, age: float | None, word: str | None) -> Manifest:
+    """--age / --word as every clip's `age` / `word` column (in the predictions too); refused where the manifest
+    has that column already."""
+    import dataclasses
+    import math
+
+    given = {"age": age, "word": word}
+    if age is not None and not (math.isfinite(age) and age >= 0):
+        raise UserError(f"--age {age:g}: give the child's age in years (a number >= 0)")
+    if word is not None and not word.strip():
+        raise UserError("--word: empty; give the target word the clips say")
+    table, shown = manifest.table.copy(), manifest.written.copy()
+    for column, value in given.items():
+        if value is None:
+            continue
+        if column in table.columns:
+            raise UserError(f"--{column}: the manifest {manifest.source} has its own {column!r} column; drop "
+                            f"--{column} (it is for a folder of one child's recordings)")
+        table[column] = float(value) if column == "age" else str(value).strip()
+        shown[column] = table[column].to_numpy()
+    return dataclasses.replace(manifest, table=table, written=shown)
+
+
+def check_covariates(manifest: Manifest, folder: ModelFolder) -> None:
+    """A model conditioned on age and word reads both for every clip: say how to give them."""
+    from core.model_folder import uses_covariates
+
+    if not uses_covariates(folder.config):
+        return
+    words = folder.words
+    needed = ["age"] + (["word"] if words != [""] else [])  # a model trained without words has the one word ""
+    absent = [column for column in needed if column not in manifest.table.columns]
+    if absent:
+        known = f" (words it knows: {', '.join(words)})" if "word" in absent else ""
+        what = " and ".join({"age": "the child's age", "word": "the target word"}[c] for c in absent)
+        raise DataError(f"--data {manifest.source}: no {' or '.join(repr(c) for c in absent)} column, but the model "
+                        f"is conditioned on {what} (features.conditioning): give a manifest with "
+                        f"{' and '.join(absent)} column{'s' if len(absent) > 1 else ''}, or, for a folder of one "
+                        f"child's recordings, {' '.join(f'--{c} {c.upper()}' for c in absent)}{known}")
+
+
+def prediction_table(written: pd.DataFrame, outputs: np.ndarray, classes: list[str], raw: np.ndarray | None = None,
+                     positive: int | None = None, threshold: float | None = None) -> pd.DataFrame:
+    """path, predicted, p_<class>... and the raw logit(s) (or prediction), then the manifest's other columns as
+    written. With a `threshold` on the probability of class `positive`, `predicted` is that decision; else the most
+    probable class."""
     import pandas as pd
 
+    from core.calibration import log_probabilities
+
     if classes:
-        columns: dict[str, Any] = {"predicted": np.asarray(classes, dtype=object)[outputs.argmax(axis=1)]}
+        chosen = outputs.argmax(axis=1)
+        if threshold is not None and positive is not None and len(classes) == 2:
+            chosen = np.where(outputs[:, positive] >= threshold, positive, 1 - positive)
+        columns: dict[str, Any] = {"predicted": np.asarray(classes, dtype=object)[chosen]}
         columns.update({f"p_{name}": outputs[:, i] for i, name in enumerate(classes)})
+        logs = log_probabilities(raw if raw is not None else outputs)
+        if len(classes) == 2 and positive is not None:  # log-odds: exact, whatever constant log-softmax dropped
+            columns["logit"] = logs[:, positive] - logs[:, 1 - positive]
+        else:
+            columns.update({f"logit_{name}": logs[:, i] for i, name in enumerate(classes)})
     else:
         columns = {"prediction": outputs[:, 0]}
     clash = sorted(set(columns) & set(written.columns))
@@ -130,16 +197,24 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
     check_device(args.device, "--device")
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise UserError(f"--threshold {args.threshold:g}: give a probability between 0 and 1")
     out = Path(args.out)
     check_outputs(out, args.overwrite)
     folder = read_model_folder(args.model, "--model")
     check_not_an_input(out, folder.folder, Path(args.data))
     config = folder.config
-    manifest = read_clips(Path(args.data), args.audio_root, config, folder.regression)
+    if args.threshold is not None and len(folder.classes) != 2:
+        raise UserError(f"--threshold: the model at {folder.folder} has {len(folder.classes) or 'no'} classes; a "
+                        "threshold decides between two")
+    manifest = with_covariates(read_clips(Path(args.data), args.audio_root, config, folder.regression), args.age,
+                               args.word)
     written = manifest.written
+    check_covariates(manifest, folder)
     labelled = config.data.target in manifest.table.columns
     if labelled and not folder.regression:
         positive_class(folder.classes, config.data.positive_class)  # the report needs one
+    threshold, positive = decision_line(folder, args.threshold)
     with tempfile.TemporaryDirectory(prefix="audiotune-predict-") as scratch:
         cache = args.cache_dir or scratch
         data = clips_for_inference(manifest, folder.classes, folder.words, uses_covariates(config),
@@ -148,9 +223,10 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         loaded = folder.load(args.device)  # None: where it was trained if this machine has it, else auto
         rows = np.arange(len(manifest), dtype=np.int64)
         evaluation = evaluate_model(loaded, data, rows, labelled=labelled, report=config if labelled else None,
-                                    batch_size=args.batch_size)
+                                    batch_size=args.batch_size, threshold=threshold)
     out.parent.mkdir(parents=True, exist_ok=True)
-    prediction_table(written, evaluation.outputs, folder.classes).to_csv(out, index=False)
+    prediction_table(written, evaluation.outputs, folder.classes, evaluation.raw, positive,
+                     threshold).to_csv(out, index=False)
     print(f"wrote {out} ({len(rows)} clips)")
     if evaluation.report is None:
         return None
@@ -159,6 +235,40 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     print(f"metrics on {len(rows)} labelled clips: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     print(f"wrote {report_path(out)}")
     return evaluation.report
+
+
+def decision_line(folder: ModelFolder, override: float | None) -> tuple[float | None, int | None]:
+    """(the threshold this run decides at, the positive class's id), printing which it is and where it came from."""
+    from core.model_folder import decision_of
+
+    if folder.regression:
+        return None, None
+    temperature, stored = decision_of(folder.metadata)
+    point = folder.metadata.get("operating_point") or {}
+    positive = folder.classes.index(point["positive_class"]) if point.get("positive_class") in folder.classes \
+        else None
+    if positive is None and len(folder.classes) == 2:
+        from core.statistics import positive_class
+
+        try:
+            positive = positive_class(folder.classes, folder.config.data.positive_class)
+        except UserError:
+            positive = None
+    if override is not None and positive is None:
+        raise UserError("--threshold: the model names no positive class (data.positive_class)")
+    calibrated = f"calibrated probabilities (temperature {temperature:.4f})" if temperature != 1.0 else \
+        "the model's own probabilities (no calibration in the model folder)"
+    if override is not None:
+        kept = f", instead of the model folder's {stored:.4f} ({point.get('rule')})" if stored is not None else ""
+        print(f"decision: {folder.classes[positive]} when p >= {override:g} (--threshold, this run only{kept}); "
+              f"{calibrated}")
+        return override, positive
+    if stored is not None:
+        print(f"decision: {point['positive_class']} when p >= {stored:.4f} (operating point {point.get('rule')}, "
+              f"chosen on the out-of-fold predictions); {calibrated}")
+    else:
+        print(f"decision: the most probable class (the model folder has no operating point); {calibrated}")
+    return stored, positive
 
 
 def decode(folder: ModelFolder, paths: list[str], cache_dir: str, kept: bool) -> WaveformStore:

@@ -83,7 +83,7 @@ def test_predict_on_a_folder_of_clips(trained: dict[str, Path], tmp_path: Path) 
     table = pd.read_csv(out)
     audio = sorted(p.name for p in trained["clips"].iterdir() if p.suffix in (".wav", ".flac"))
     assert table["path"].tolist() == audio  # one row per clip, sorted; the CSV in the folder is not a clip
-    assert list(table.columns) == ["path", "predicted", "p_abnormal", "p_normal"]
+    assert list(table.columns) == ["path", "predicted", "p_abnormal", "p_normal", "logit"]
     np.testing.assert_allclose(table[["p_abnormal", "p_normal"]].sum(axis=1), 1.0, atol=1e-6)
     assert (table["predicted"] == np.where(table["p_abnormal"] > table["p_normal"], "abnormal", "normal")).all()
     assert not (tmp_path / "predictions_report.json").exists()  # no labels, no metrics
@@ -101,8 +101,8 @@ def test_predict_on_the_labelled_test_rows_reproduces_the_report(trained: dict[s
     assert got["per_word"] == expected["per_word"] and got["uar_ci"] == expected["uar_ci"]
     assert f"uar {expected['metrics']['uar']:.4f}" in done.stdout
     table = pd.read_csv(out)
-    assert list(table.columns[:4]) == ["path", "predicted", "p_abnormal", "p_normal"]
-    assert set(table.columns[4:]) == {"label", "age", "word", "speaker"} and len(table) == expected["test_clips"]
+    assert list(table.columns[:5]) == ["path", "predicted", "p_abnormal", "p_normal", "logit"]
+    assert set(table.columns[5:]) == {"label", "age", "word", "speaker"} and len(table) == expected["test_clips"]
 
 
 def test_core_train_eval_only_reads_the_same_folder(trained: dict[str, Path], tmp_path: Path) -> None:

@@ -90,6 +90,11 @@ def build_parser() -> ArgumentParser:
                         "maximise UAR, minimise the age-band gap); two or more give a multi-objective search that "
                         "writes the Pareto front (pareto.csv, pareto.png, pareto/TRIAL.json) and does not prune. "
                         "The first is train.metric and selects each trial's epoch (default: train.metric)")
+    p.add_argument("--constraint", dest="constraints", action="append", metavar="METRIC<=X",
+                   help="a bound every exported trial must meet, read at its e* like the score, repeatable: e.g. "
+                        "\"uar_age_gap<=0.10\" or \"uar_speaker_p10>=0.5\". Trials breaking one are infeasible to "
+                        "Optuna (TPE learns the feasible region; ASHA still prunes); the leaderboard marks them, the "
+                        "export is the best feasible trial")
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the splits, model init, batch order, augmentation and the TPE sampler: same seed, same "
                         "folds, configs and (on CPU) metrics (default: 0)")
@@ -246,6 +251,7 @@ class RunSettings:
     log_to: str = ""  # --log-to: experiment trackers, comma-separated (tune/engine/trackers.py)
     mlflow_uri: str = ""  # --mlflow-uri ("" = mlruns/mlflow.db in the run folder)
     objectives: list[str] = field(default_factory=list)  # --objective metrics (empty: train.metric alone)
+    constraints: list[str] = field(default_factory=list)  # --constraint bounds, as given (METRIC<=X)
 
     @property
     def trackers(self) -> list[str]:
@@ -376,7 +382,25 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
         grace_period=args.grace_period, seed=args.seed, demo=args.demo,
         created=datetime.datetime.now().isoformat(timespec="seconds"), fold_parallel=args.fold_parallel,
         pinned={key: config.get(key) for key in assignments}, objectives=names if len(names) > 1 else [],
-        log_to=",".join(trackers), mlflow_uri=args.mlflow_uri or "")
+        log_to=",".join(trackers), mlflow_uri=args.mlflow_uri or "",
+        constraints=[constraint.text for constraint in check_constraints(args.constraints or [], config)])
+
+
+def check_constraints(texts: list[str], config: Config) -> list:
+    """The --constraint bounds (tune/results/constraints.py), each on a registered metric of the head's task."""
+    from core.checks import head_task
+    from core.metrics import METRICS
+    from tune.results.constraints import parse_constraint
+
+    constraints = [parse_constraint(text) for text in texts]
+    for constraint in constraints:
+        if constraint.metric not in METRICS:
+            raise UserError(f"--constraint {constraint.text}: unknown metric {constraint.metric!r}; choose from "
+                            f"{', '.join(METRICS.names())}")
+        if METRICS.get(constraint.metric).task != head_task(config):
+            raise UserError(f"--constraint {constraint.text}: model.head={config.model.head!r} is not scored by "
+                            f"{constraint.metric}")
+    return constraints
 
 
 def objective_names(text: str | None, assignments: dict[str, Any]) -> list[str]:

@@ -41,7 +41,7 @@ from tune.engine.cluster import check_reachable, cluster_gpus, cluster_nodes, lo
 from tune.engine.interrupt import Interruption
 from tune.engine.private_api import grid_trials
 from tune.engine.resources import check_device, check_fits, resolve_gpus, trial_resources
-from tune.engine.search import build_tuner, check_objective_data, objective, objectives, restore_tuner
+from tune.engine.search import build_tuner, check_objective_data, constraints, objective, objectives, restore_tuner
 from tune.engine.storage_full import StorageFull, hide_storage_full_logs, out_of_space
 from tune.engine.study import STUDY_FILE
 from tune.engine.trainable import selected_predictions
@@ -339,8 +339,8 @@ def finish(settings: RunSettings, space: SearchSpace, store: RunStore, grid: Res
     metric = settings.config.train.metric
     _, mode = objective(settings)
     others = settings.objectives[1:]  # further objectives: leaderboard columns, a Pareto front (tune/results/pareto.py)
-    table = mark_pareto(build_leaderboard(grid, metric, mode, settings.config.train.epochs, others),
-                        objectives(settings))
+    table = mark_pareto(build_leaderboard(grid, metric, mode, settings.config.train.epochs, others,
+                                          constraints(settings)), objectives(settings))
     print(f"\nleaderboard (score: fold-mean valid {metric} at the epoch {settings.config.train.select} picks, "
           "± sample std of the folds there):")
     print(format_leaderboard(table, metric, others=others))
@@ -356,14 +356,22 @@ def finish(settings: RunSettings, space: SearchSpace, store: RunStore, grid: Res
                 "created": settings.created, "seconds": round(time.time() - started, 1),
                 "torch": torch.__version__}
     export = build_export(table, grid, settings.base, metric, metadata, others)
+    if export is None and "feasible" in table.columns and (table["status"] != "error").any():
+        print(f"error: no trial met --constraint {' '.join(settings.constraints)} (the leaderboard's feasible "
+              f"column); no best_config.json written. Loosen the bound or search longer; leaderboard in "
+              f"{store.display('leaderboard.csv')}", file=sys.stderr)
+        return 1
     if export is None:
         print("error: every trial failed; see the leaderboard's error column", file=sys.stderr)
         return 1
+    out_of_fold_files = write_out_of_fold(store, grid, export, data)
+    if out_of_fold_files:  # tune.final fits the calibration and the operating point on them
+        export["out_of_fold"] = "oof_predictions.parquet"
     written.append(store.write_bytes("best_config.json", (json.dumps(export, indent=2) + "\n").encode()))
     written.extend(write_pareto(store, table, grid, settings.base, objectives(settings), metadata))
     if "pareto" in table.columns:
         print(describe_front(table, objectives(settings)))
-    written.extend(write_out_of_fold(store, grid, export, data))
+    written.extend(out_of_fold_files)
     written.extend(write_search_plots(store, table, grid, settings.space, metric, mode, settings.pinned,
                                       settings.demo, grid_trials(grid)))
     written.append(write_run_report(store))

@@ -28,6 +28,7 @@ from tune.engine.storage_full import StopWhenStorageFull
 from tune.engine.study import LiveStudy
 from tune.engine.trackers import check_trackers, tracker_callbacks
 from tune.engine.trainable import cross_validate
+from tune.results.constraints import Constraint, parse_constraint
 from tune.results.storage import RunStore, is_uri, storage_filesystem
 
 # A trial whose worker or node dies restarts from its last checkpoint this many times. A diverged config is not
@@ -38,12 +39,22 @@ MAX_FAILURES = 2
 class DivergenceAwareOptunaSearch(OptunaSearch):
     """OptunaSearch that records a trial ended with an `error` result (a diverged config), or one whose objective
     is NaN (e.g. `uar_age_gap` with fewer than two age bands scored in every fold), as FAIL, which TPE then leaves
-    out of its model, instead of telling Optuna a NaN value."""
+    out of its model, instead of telling Optuna a NaN value. With `constraints` (--constraint), each finished
+    trial's values at e* go to Optuna as `Trial.set_constraint` (optuna 5's own constraint support; the
+    `constraints_func` of TPESampler is deprecated there), so TPE splits feasible from infeasible trials."""
+
+    def __init__(self, *args: Any, constraints: list[Constraint] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.constraints = list(constraints or [])
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         keys = self.metric if isinstance(self.metric, list) else [self.metric]
         if result and (result.get("error") or not all(_finite(result.get(key)) for key in keys)):
             result, error = None, True
+        trial = self._ot_trials.get(trial_id)  # OptunaSearch's own map of Tune trials to Optuna trials
+        if result and trial is not None and trial_id not in self._completed_trials:
+            for constraint in self.constraints:  # before `tell`: the sampler reads them when the trial completes
+                trial.set_constraint(constraint.text, constraint.violation(result))
         super().on_trial_complete(trial_id, result=result, error=error)
 
 
@@ -65,7 +76,8 @@ def objective(settings: RunSettings) -> tuple[str, str]:
 
 def check_objective_data(settings: RunSettings, data: AudioData) -> None:
     """An age-band objective needs ages and a speaker objective speakers, or every trial's value would be NaN."""
-    for key, _ in objectives(settings):
+    bounded = [(constraint.key, "") for constraint in constraints(settings)]
+    for key, _ in objectives(settings) + bounded:
         if key.startswith("uar_age") and not np.isfinite(data.ages).any():
             raise UserError(f"--objective {key.removesuffix('_score')}: the age bands come from the manifest's age "
                             f"column (years), and {settings.config.data.manifest or 'the manifest'} has no ages")
@@ -115,7 +127,12 @@ def build_searcher(settings: RunSettings) -> DivergenceAwareOptunaSearch:
     keys, modes = [key for key, _ in targets], [mode for _, mode in targets]
     many = len(targets) > 1
     return DivergenceAwareOptunaSearch(space=space, metric=keys if many else keys[0], mode=modes if many else modes[0],
-                                       sampler=build_sampler(settings, space))
+                                       sampler=build_sampler(settings, space), constraints=constraints(settings))
+
+
+def constraints(settings: RunSettings) -> list[Constraint]:
+    """The search's --constraint bounds (tune/results/constraints.py)."""
+    return [parse_constraint(text) for text in settings.constraints]
 
 
 def build_scheduler(settings: RunSettings) -> TrialScheduler:
@@ -131,9 +148,12 @@ def build_scheduler(settings: RunSettings) -> TrialScheduler:
 def objectives_line(settings: RunSettings) -> str:
     """What the search optimises, for the command line (and why a multi-objective search does not prune)."""
     targets = objectives(settings)
+    bounds = constraints(settings)
+    subject = f", subject to {', '.join(c.text for c in bounds)} (infeasible trials marked)" if bounds else ""
     if len(targets) == 1:
-        return f"optimising {targets[0][0]} ({targets[0][1]}), ASHA pruning from epoch {settings.grace_period}"
-    said = ", ".join(f"{key} ({mode})" for key, mode in targets)
+        return (f"optimising {targets[0][0]} ({targets[0][1]}){subject}, ASHA pruning from epoch "
+                f"{settings.grace_period}")
+    said = ", ".join(f"{key} ({mode})" for key, mode in targets) + subject
     return (f"optimising {said} as a Pareto front, each read at the epoch {targets[0][0]} selects; no pruning "
             "(Tune's ASHA compares one metric; --grace-period is not used)")
 

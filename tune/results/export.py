@@ -25,7 +25,10 @@ if TYPE_CHECKING:  # results take Ray's ResultGrid from the engine; they never i
 
 def select_winner(table: pd.DataFrame) -> pd.Series | None:
     """Best score among trials ASHA did not stop (they ran to the horizon or stopped through train.patience);
-    else the best one ASHA stopped; None if every trial errored. `table` is sorted best first."""
+    else the best one ASHA stopped; None if every trial errored. With a `feasible` column (tune.run --constraint)
+    only feasible trials count: None if none was. `table` is sorted best first."""
+    if "feasible" in table.columns:
+        table = table[table["feasible"].astype(bool)]
     for wanted in ({FINISHED, PATIENCE}, {ASHA}):
         rows = table[table["status"].isin(wanted)]
         if not rows.empty:

@@ -14,13 +14,16 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tune.results.aggregate import bias_scores, fold_values
+from tune.results.constraints import Constraint, feasible
 
 if TYPE_CHECKING:  # results take Ray's ResultGrid from the engine; they never import Ray
     from ray.tune import ResultGrid
 
 
-def trial_rows(grid: ResultGrid, metric: str, epochs: int, others: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """One row per trial; `others`: the metrics of further objectives, whose scores (and std) get columns."""
+def trial_rows(grid: ResultGrid, metric: str, epochs: int, others: Sequence[str] = (),
+               constraints: Sequence[Constraint] = ()) -> list[dict[str, Any]]:
+    """One row per trial; `others`: the metrics of further objectives, whose scores (and std) get columns; with
+    `constraints` (tune.run --constraint), `feasible`: whether the trial meets them all (an errored one does not)."""
     rows = []
     for result in grid:
         last = result.metrics or {}
@@ -37,6 +40,8 @@ def trial_rows(grid: ResultGrid, metric: str, epochs: int, others: Sequence[str]
             "best_epochs": " ".join(str(int(v)) for v in fold_values(last, "best_epoch")),
             "error": _error_text(result.error) or str(last.get("error") or ""),
         }
+        if constraints:
+            row["feasible"] = row["status"] != ERROR and feasible(last, list(constraints))
         for name in others:
             row[f"{name}_score"] = last.get(f"{name}_score", math.nan)
             row[f"{name}_score_std"] = last.get(f"{name}_score_std", math.nan)
@@ -76,10 +81,11 @@ def _error_text(error: BaseException | None) -> str:
     return lines[-1][:300] if lines else type(error).__name__
 
 
-def build_leaderboard(grid: ResultGrid, metric: str, mode: str, epochs: int, others: Sequence[str] = ()
-                      ) -> pd.DataFrame:
-    """Every trial, ranked by the first objective (`metric`); `others`: further objectives (see `trial_rows`)."""
-    table = pd.DataFrame(trial_rows(grid, metric, epochs, others))
+def build_leaderboard(grid: ResultGrid, metric: str, mode: str, epochs: int, others: Sequence[str] = (),
+                      constraints: Sequence[Constraint] = ()) -> pd.DataFrame:
+    """Every trial, ranked by the first objective (`metric`); `others`: further objectives, `constraints`: the
+    search's (see `trial_rows`)."""
+    table = pd.DataFrame(trial_rows(grid, metric, epochs, others, constraints))
     if table.empty:
         return table
     table = table.sort_values(f"{metric}_score", ascending=mode == "min", na_position="last", kind="stable")
@@ -103,7 +109,7 @@ def format_leaderboard(table: pd.DataFrame, metric: str, top: int = 10, others: 
         return "(no trials)"
     scores = [f"{metric}_score", f"{metric}_std", *(f"{name}_score" for name in others)]
     fixed = ["rank", "trial_id", "status", *scores[:2], f"{metric}_folds", *scores[2:], "score_epoch", "epochs"]
-    fixed += ["pareto"] if "pareto" in table.columns else []
+    fixed += [column for column in ("pareto", "feasible") if column in table.columns]
     params = [c for c in table.columns if "." in c]
     shown = table[fixed + params].head(top).copy()
     for column in scores:

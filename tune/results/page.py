@@ -25,7 +25,9 @@ CAPTIONS = {  # file in plots/ -> what it shows (also the order on the page)
                              "fANOVA over the completed trials).",
     "slice.png": "Score against each searched parameter (one dot per completed trial; colour: sampling order).",
     "confusion_matrix.png": "Test set: confusion matrix (rows: true class, columns: predicted).",
-    "roc_curve.png": "Test set: ROC curve of the positive class's probability.",
+    "roc_curve.png": "Test set: ROC curve of the positive class's probability; the dot is the operating point.",
+    "reliability_diagram.png": "Test set: observed frequency against predicted probability (sklearn's "
+                               "calibration_curve, 10 bins), before and after temperature scaling.",
     "uar_per_word.png": "Test set: UAR per target word with its speaker-bootstrap 95 % interval.",
     "uar_per_age_band.png": "Test set: UAR per age band with its speaker-bootstrap 95 % interval.",
     "predicted_vs_true.png": "Test set: predicted against true value.",
@@ -137,8 +139,8 @@ def leaderboard_section(run: Folder) -> tuple[str, str]:
         raise UserError(f"{run.location}/leaderboard.csv: not a tune.run leaderboard (columns rank, trial_id, "
                         "status and <metric>_score expected)")
     metric = scores[0].removesuffix("_score")
-    fixed = ["rank", "trial_id", "status", f"{metric}_score", f"{metric}_std", f"{metric}_folds", "score_epoch",
-             "epochs"]
+    fixed = ["rank", "trial_id", "status", "feasible", f"{metric}_score", f"{metric}_std", f"{metric}_folds",
+             "score_epoch", "epochs"]
     params = [column for column in table.columns if "." in column]
     columns = [c for c in fixed if c in table.columns] + params + (["error"] if table["error"].notna().any() else [])
     rows = [[None if pd.isna(v) else v for v in row] for row in table[columns].itertuples(index=False)]
@@ -175,11 +177,61 @@ def groups_table(report: dict[str, Any], group: str) -> str:
             + _table([group, value, "95 % low", "95 % high", "clips"], rows))
 
 
+def operating_point_section(report: dict[str, Any], metadata: dict[str, Any]) -> str:
+    """The decision the model folder takes: its threshold, how it was chosen, and its test rates with intervals."""
+    point = report.get("operating_point")
+    if not point:
+        return ""
+    chosen = metadata.get("operating_point") or {}
+    rows = [[name, point.get(name), *(point.get(f"{name}_ci") or [None, None])] for name in
+            ("sensitivity", "specificity", "ppv", "npv", "uar")]
+    return (f"<h3>Operating point: {_text(chosen.get('positive_class', report.get('positive_class')))} when its "
+            f"probability ≥ {_number(point.get('threshold'))}</h3><p>chosen by {_text(chosen.get('rule', '?'))} on "
+            f"{_text(chosen.get('chosen_on', 'the out-of-fold predictions'))}; the test set's rates at it, with "
+            "speaker-bootstrap 95 % intervals:</p>"
+            + _table(["test set", "value", "95 % low", "95 % high"], rows))
+
+
+def calibration_section(report: dict[str, Any]) -> str:
+    calibration = report.get("calibration")
+    if not calibration:
+        return ""
+    rows = []
+    for where in ("out_of_fold", "test"):
+        scores = calibration.get(where) or {}
+        for when in ("before", "after"):
+            if scores.get(when):
+                rows.append([where.replace("_", "-"), when, scores[when].get("ece"), scores[when].get("brier"),
+                             scores[when].get("log_loss")])
+    return (f"<h3>Calibration: temperature {_number(calibration.get('temperature'))} "
+            f"({_text(calibration.get('method'))}, fitted on the out-of-fold predictions)</h3>"
+            + _table(["set", "calibration", "ECE (15 bins)", "Brier", "log-loss"], rows))
+
+
+def comparison_section(finals: Sequence[Folder]) -> str:
+    """Refit and fold ensemble side by side, when both were trained on the same test set."""
+    reports = [(folder, folder.json("report.json") or {}) for folder in finals]
+    if len(reports) < 2 or len({report.get("test_clips") for _, report in reports}) != 1:
+        return ""
+    rows = []
+    for folder, report in reports:
+        metrics, point = report.get("metrics", {}), report.get("operating_point") or {}
+        after = ((report.get("calibration") or {}).get("test") or {}).get("after") or {}
+        rows.append([report.get("model_kind", "refit"), folder.location.rsplit("/", 1)[-1], metrics.get("uar"),
+                     metrics.get("auroc"), point.get("threshold"), point.get("sensitivity"),
+                     point.get("specificity"), after.get("ece"), after.get("brier")])
+    return ("<h2>Refit against fold ensemble (same test set)</h2>"
+            + _table(["model", "folder", "uar", "auroc", "threshold", "sensitivity", "specificity", "ECE", "Brier"],
+                     rows))
+
+
 def final_section(final: Folder) -> str:
     report = final.json("report.json") or {}
+    kind = report.get("model_kind", "refit")
     parts = [f"<h2>Final model: held-out test set ({_text(report.get('test_clips'))} clips; trained on "
-             f"{_text(report.get('train_clips'))})</h2><p>model folder: {_text(final.location)}</p>",
-             metrics_table(report)]
+             f"{_text(report.get('train_clips'))}; {_text(kind)})</h2><p>model folder: {_text(final.location)}</p>",
+             metrics_table(report), operating_point_section(report, final.json("model.json") or {}),
+             calibration_section(report)]
     if report.get("uar_ci"):
         low, high = report["uar_ci"]
         parts.append(f"<p>test uar 95 % interval (speaker bootstrap): {_number(low)} … {_number(high)}; positive "
@@ -220,6 +272,11 @@ def render(run: Folder | None, final: Folder | None) -> str:
                          f"clips, epoch {_text(out_of_fold.get('epoch'))})</h2>" + metrics_table(out_of_fold))
     if final is not None:
         parts.append(final_section(final))
+        if run is not None:  # the other kind of final model of this run, when there is one
+            kinds = [Folder(f"{run.location}/{name}") for name in ("final", "final_folds")]
+            others = [folder for folder in kinds if folder.path != final.path and is_model_folder(folder)]
+            parts.append(comparison_section([final, *others]))
+            parts.extend(final_section(folder) for folder in others)
     elif run is not None:
         parts.append('<p class="note">no final model yet: python -m tune.final --config best_config.json</p>')
     return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{_text(title)}</title><style>{STYLE}</style>'
