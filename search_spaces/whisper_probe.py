@@ -1,5 +1,6 @@
 """Frozen pretrained Whisper probe: the encoder runs once per clip (core/models/frozen.py), so a trial trains only
-projection + head on its cached outputs and costs seconds; heads, losses, lr, pooling and conditioning searched."""
+projection + head on its cached outputs and costs seconds; heads, losses, lr, pooling, encoder layers (the last, a
+learned weighted sum of all, or a middle one) and conditioning searched."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ def define(trial: optuna.Trial) -> dict[str, Any]:
     trial.suggest_categorical("model.projection_dim", [64, 128, 256, 512])
     trial.suggest_float("model.dropout", 0.0, 0.5)
     trial.suggest_categorical("model.pooling", ["mean", "audio"])  # one cache holds both
+    # One cache holds every layer too; 3 is a middle layer of whisper-base (6) and exists in whisper-tiny (4).
+    trial.suggest_categorical("model.layers", ["last", "weighted", "3"])
     trial.suggest_categorical("features.conditioning", ["none", "embed"])  # embed joins at the head: still cached
     return suggest_loss(trial)
 
@@ -25,7 +28,7 @@ SPACE = register(SearchSpace(
     name="whisper_probe",
     description="Frozen pretrained Whisper (give it: --set model.pretrained=HUB_ID_OR_FOLDER, e.g. "
                 "/models/whisper-base), encoder outputs computed once per clip; projection size, dropout, "
-                "loss, lr, weight decay, pooling, age/word embedding.",
+                "loss, lr, weight decay, pooling, encoder layers, age/word embedding.",
     # No SpecAugment (the defaults) and no age/word rows: the encoder's input is the same in every epoch, which is
     # what lets its outputs be cached. Epochs are cheap here, so more of them than a fine-tuning space's.
     base={"model.name": "whisper", "model.pretrained": "openai/whisper-base", "model.freeze_encoder": True,

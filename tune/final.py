@@ -142,6 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from core.data.dataset import prepare_data
     from core.data.recorded import beside_config
     from core.model_folder import FILES, data_for_model, read_model_folder, save_model_folder
+    from core.models.layers import learned_layer_weights
     from core.plots import PLOTS, write_final_plots
 
     config_path = Path(args.config)
@@ -169,6 +170,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model, featurizer = train_final(config, data)
         loaded = trained_model(config, data, model, featurizer)
         report, outputs = test_evaluation(config, data, loaded)
+        if (weights := learned_layer_weights(loaded.model)) is not None:  # model.layers=weighted: drawn in plots/
+            report["layer_weights"] = [round(weight, 4) for weight in weights]
     evidence = search_score(config_path)
     if "validated" in evidence:  # the search's cross-validated score, beside the test score
         report["cv_score"] = evidence["validated"]

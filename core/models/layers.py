@@ -68,6 +68,12 @@ class LayerMix(nn.Module):
         return torch.softmax(self.layer_weights.detach().float().cpu(), dim=0).tolist()
 
 
+def learned_layer_weights(model: nn.Module) -> list[float] | None:
+    """A trained model's softmax weights over its encoder layers 0..N (`model.layers=weighted`), else None."""
+    mix = getattr(model, "mix", None)
+    return mix.weights() if isinstance(mix, LayerMix) else None
+
+
 def layer_states(output: object) -> tuple[torch.Tensor, ...]:
     """Layers 0..N of a Hugging Face encoder output run with `output_hidden_states=True`, the last being
     `last_hidden_state` (Wav2Vec2's stable-layer-norm variant normalises it after recording the last hidden state)."""

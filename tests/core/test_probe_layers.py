@@ -16,7 +16,9 @@ from core.data.batches import make_batch
 from core.data.dataset import AudioData, prepare_data
 from core.errors import ConfigError
 from core.models import MODELS, forward_batch, frozen
+from core.models.layers import learned_layer_weights
 from core.models.whisper import POOLINGS
+from core.plots import final_plots
 from core.train import train_fold
 
 
@@ -124,3 +126,16 @@ def test_an_index_past_the_last_layer_is_refused_before_training(toy_config: Con
         check_config(toy_config.with_overrides({"model.layers": "3"}))
     with pytest.raises(ConfigError, match=r"^model.layers=5: the pretrained Whisper .* has layers 0..2"):
         check_run(toy_config.with_overrides({"model.layers": "5", "model.pretrained": str(tiny_whisper)}), toy_data)
+
+
+def test_the_final_report_draws_the_learned_layer_weights(probe_config: Callable[..., Config]) -> None:
+    config = probe_config(**{"model.layers": "weighted", "optim.lr": 5e-2, "train.epochs": 2})
+    data = prepare_data(config)
+    model = list(train_fold(config, data, data.splits.folds[0]))[-1].model
+    weights = learned_layer_weights(model)
+    assert weights is not None and len(weights) == 3 and sum(weights) == pytest.approx(1.0)
+    assert learned_layer_weights(MODELS.get("whisper").build(probe_config(), 2)) is None  # `last`: nothing learned
+    report = {"metrics": {"mae": 1.0}, "layer_weights": weights}  # a regressor's report: the smallest one
+    plots = final_plots(report, np.zeros(4), np.zeros((4, 1)))
+    assert plots["layer_weights.png"].startswith(b"\x89PNG")
+    assert "layer_weights.png" not in final_plots({"metrics": {"mae": 1.0}}, np.zeros(4), np.zeros((4, 1)))

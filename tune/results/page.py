@@ -28,6 +28,7 @@ CAPTIONS = {  # file in plots/ -> what it shows (also the order on the page)
     "roc_curve.png": "Test set: ROC curve of the positive class's probability.",
     "uar_per_word.png": "Test set: UAR per target word with its speaker-bootstrap 95 % interval.",
     "uar_per_age_band.png": "Test set: UAR per age band with its speaker-bootstrap 95 % interval.",
+    "layer_weights.png": "The final model's learned softmax weights over its encoder layers (model.layers=weighted).",
     "predicted_vs_true.png": "Test set: predicted against true value.",
     "mae_per_word.png": "Test set: mean absolute error per target word.",
     "mae_per_age_band.png": "Test set: mean absolute error per age band.",
