@@ -100,7 +100,8 @@ def _one_cycle(optimizer: torch.optim.Optimizer, config: OptimConfig, total_step
     # core.checks.check_run refuses fewer steps before any training starts.
     assert total_steps >= 3, f"one_cycle with {total_steps} optimiser steps passed core.checks.check_run"
     final_div = 1.0 / (ONE_CYCLE_DIV * config.min_lr_ratio) if config.min_lr_ratio > 0 else math.inf
-    return OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps,
+    # Each group's own peak (LP-FT's encoder group has a smaller one); one group: optim.lr.
+    return OneCycleLR(optimizer, max_lr=[group["lr"] for group in optimizer.param_groups], total_steps=total_steps,
                       pct_start=one_cycle_pct_start(config, total_steps), anneal_strategy="cos",
                       cycle_momentum=False, div_factor=ONE_CYCLE_DIV, final_div_factor=final_div)
 
