@@ -30,8 +30,11 @@ null when it never does within the budget), `tpe_default_ratio` the same for (b)
 probe (cheap trials after one encoder pass, built before any search is timed): real weights (`--weights DIR`, e.g.
 ../shared/models/whisper-tiny.en), the loss pinned to ce so the space is one fixed set of parameters and gp is
 Optuna's GPSampler (in a conditional space it would fall back to TPE), `--trials` 24 for every sampler, no pruning
-(a sampler is compared, not ASHA), 3 seeds. It reports each sampler's mean best and the share of random's budget
-it needs to reach random's best (per seed and the mean; null when it never does).
+(a sampler is compared, not ASHA), 3 seeds. Each search runs its trials one after another in one process (the
+sampler `tune.run --sampler` builds, each trial scored as the search scores it), `--max-concurrent` searches at a
+time: Ray's per-trial start-up would be most of a probe trial's cost (bench/probe_trial.py measures it). It reports
+each sampler's mean best and the share of random's budget it needs to reach random's best (per seed and the mean;
+null when a seed never does).
 
 Usage:
     python bench/search_efficiency.py
@@ -107,7 +110,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--samplers", default="tpe,gp,random", help="whisper_probe: samplers, comma-separated")
     args = parser.parse_args()
     if args.space == PROBE_SPACE and not (args.weights and (Path(args.weights) / "config.json").is_file()):
-        parser.error(f"--space {PROBE_SPACE} needs --weights DIR, a pretrained Whisper folder (got {args.weights})")
+        parser.error(f"--weights {args.weights}: no pretrained Whisper folder there (config.json); --space "
+                     f"{PROBE_SPACE} needs one")
     return args
 
 
@@ -191,13 +195,46 @@ def probe_settings(args: argparse.Namespace, scratch: Path) -> RunSettings:
     return settings_from_args(build_parser().parse_args(argv), SPACES.get(PROBE_SPACE))
 
 
+def probe_search(job: tuple[RunSettings, str, int, int]) -> tuple[str, int, list[float], float]:
+    """One search of `trials` on the probe in this process, sequentially (Ray's trial start-up would be most of a
+    probe trial's cost, and a sampler is compared here, not Ray): the sampler `tune.run --sampler` builds, each
+    trial scored as the search scores it (core/scoring.py: the fold-mean curve at e*). Returns (sampler, seed, each
+    trial's score in order, seconds)."""
+    from core.checks import trial_config
+    from core.metrics import METRICS
+    from core.scoring import cross_validated_score
+    from core.train import train_fold
+
+    settings, name, seed, trials = job
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    data = prepare_data(settings.config)
+    space = PinnedSpace(settings.space, settings.pinned, settings.demo)
+    study = optuna.create_study(direction="maximize", sampler=build_sampler(
+        replace(settings, seed=seed, num_samples=trials, sampler=name), space))
+    metric, select = settings.config.train.metric, settings.config.train.select
+    scores, started = [], time.perf_counter()
+    for _ in range(trials):
+        trial = study.ask()
+        config = trial_config(space.sample(trial), settings.base)
+        curves = [[r.metrics.get(metric, math.nan) for r in train_fold(config, data, fold)]
+                  for fold in data.splits.folds]
+        value = cross_validated_score(curves, METRICS.get(metric).mode, select).score
+        scores.append(value)
+        study.tell(trial, value if math.isfinite(value) else None,
+                   state=None if math.isfinite(value) else optuna.trial.TrialState.FAIL)
+    print(f"seed {seed} {name}: best {max(scores):.4f}, {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return name, seed, scores, time.perf_counter() - started
+
+
 def probe_main(args: argparse.Namespace) -> None:
-    """tune.run's samplers on the probe space: the same trials budget each, no pruning, several seeds."""
+    """tune.run's samplers on the probe space: the same trials each, several seeds, `--max-concurrent` processes."""
+    import multiprocessing
+
     from core.train import train_fold
 
     seeds = [int(seed) for seed in args.seeds.split(",")]
     samplers = args.samplers.split(",")
-    runs: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="audiotune-bench-") as folder:
         scratch = Path(folder)
         settings = probe_settings(args, scratch)
@@ -205,36 +242,30 @@ def probe_main(args: argparse.Namespace) -> None:
         started = time.perf_counter()  # the one encoder pass, before any search is timed
         list(train_fold(settings.config.with_overrides({"train.epochs": 1}), data, data.splits.folds[0]))
         encoder_seconds = time.perf_counter() - started
-        key, _ = objective(settings)
-        budget = args.trials * args.folds * args.epochs
-        start_ray(None, num_cpus=args.max_concurrent, num_gpus=0)
-        space = PinnedSpace(settings.space, settings.pinned, settings.demo)
-        for seed in seeds:
-            runs[seed] = {}
-            for name in samplers:
-                counter = Budget(budget, args.folds, key)
-                sampler = build_sampler(replace(settings, seed=seed, num_samples=args.trials, sampler=name), space)
-                seconds = search(settings, scratch, f"{name}-{seed}", sampler, args.epochs, args.trials, counter)
-                runs[seed][name] = {"seconds": seconds, "reports": counter.reports}
-                print(f"seed {seed} {name}: {len(counter.reports)} results, best "
-                      f"{best_so_far(counter.reports, budget)}, {seconds:.0f}s", file=sys.stderr)
+        jobs = [(settings, name, seed, args.trials) for seed in seeds for name in samplers]
+        with multiprocessing.get_context("spawn").Pool(args.max_concurrent) as pool:
+            done = pool.map(probe_search, jobs, chunksize=1)
+    runs = {(name, seed): (scores, seconds) for name, seed, scores, seconds in done}
     per_seed: dict[str, Any] = {}
     shares: dict[str, list[float | None]] = {name: [] for name in samplers}
     bests: dict[str, list[float]] = {name: [] for name in samplers}
-    for seed, found in runs.items():
-        target = best_so_far(found.get("random", {}).get("reports", []), budget)
+    for seed in seeds:
+        random_scores = runs.get(("random", seed), ([], 0.0))[0]
+        target = max(random_scores) if random_scores else None
         per_seed[str(seed)] = {"random_best": target}
-        for name, run in found.items():
-            best = best_so_far(run["reports"], budget)
-            bests[name].append(best if best is not None else math.nan)
-            reached = first_reaching(run["reports"], target) if target is not None else None
-            share = reached / budget if reached is not None else None
+        for name in samplers:
+            scores, seconds = runs[(name, seed)]
+            best = max(scores)
+            bests[name].append(best)
+            reached = next((i + 1 for i, v in enumerate(scores) if target is not None and v >= target), None)
+            share = reached / args.trials if reached is not None else None
             shares[name].append(share)
-            per_seed[str(seed)][name] = {"best": best, "share_to_reach_random_best": share,
-                                         "seconds": round(run["seconds"], 1)}
+            per_seed[str(seed)][name] = {"best": round(best, 4), "share_to_reach_random_best": share,
+                                         "best_so_far": [round(max(scores[:i + 1]), 4) for i in range(len(scores))],
+                                         "seconds": round(seconds, 1)}
     report = {"space": PROBE_SPACE, "pinned": " ".join(PROBE_PINS[1::2]), "weights": str(Path(args.weights).name),
               "data": args.data, "clips": int(len(data.targets)), "folds": args.folds, "epochs": args.epochs,
-              "trials": args.trials, "max_concurrent": args.max_concurrent, "metric": key,
+              "trials": args.trials, "processes": args.max_concurrent, "metric": settings.config.train.metric,
               "encoder_pass_seconds": round(encoder_seconds, 1), "seeds": per_seed,
               "mean_best": {name: round(statistics.fmean(values), 4) for name, values in bests.items()},
               "mean_share_to_reach_random_best": {
