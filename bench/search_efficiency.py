@@ -26,9 +26,20 @@ not learn in a few epochs; the age and word inputs alone are worth ~0.6 UAR on t
 `ratio` = the share of the budget at which TPE + ASHA first reaches random's final best (the median over seeds;
 null when it never does within the budget), `tpe_default_ratio` the same for (b). Goal: <= 0.4.
 
+`--space whisper_probe` (issue #22) compares the samplers of `tune.run --sampler` instead, on the frozen-encoder
+probe (cheap trials after one encoder pass, built before any search is timed): real weights (`--weights DIR`, e.g.
+../shared/models/whisper-tiny.en), the loss pinned to ce so the space is one fixed set of parameters and gp is
+Optuna's GPSampler (in a conditional space it would fall back to TPE), `--trials` 24 for every sampler, no pruning
+(a sampler is compared, not ASHA), 3 seeds. Each search runs its trials one after another in one process (the
+sampler `tune.run --sampler` builds, each trial scored as the search scores it), `--max-concurrent` searches at a
+time: Ray's per-trial start-up would be most of a probe trial's cost (bench/probe_trial.py measures it). It reports
+each sampler's mean best and the share of random's budget it needs to reach random's best (per seed and the mean;
+null when a seed never does).
+
 Usage:
     python bench/search_efficiency.py
     python bench/search_efficiency.py --seeds 0,1,2,3,4 --random-trials 10 --epochs 8
+    python bench/search_efficiency.py --space whisper_probe --weights ../shared/models/whisper-tiny.en
 """
 
 from __future__ import annotations
@@ -74,6 +85,8 @@ SPACE = "whisper_conditioning"
 # pooling the micro model stayed at chance on this budget, so no sampler could show anything.
 RECIPE = ("--set", "features.normalize=clip", "--set", "model.pooling=max")
 METHODS = ("random", "tpe_default", "tpe_asha")
+PROBE_SPACE = "whisper_probe"
+PROBE_PINS = ("--set", "loss.name=ce", "--set", "train.batch_size=32")
 SHARES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
@@ -90,7 +103,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-concurrent", type=int, default=2, help="trials at once (one CPU each)")
     parser.add_argument("--seeds", default="0,1,2", help="sampler seeds, comma-separated")
     parser.add_argument("--device", default="auto", help="auto (cuda if available, 1/max-concurrent GPU a trial) | cpu")
-    return parser.parse_args()
+    parser.add_argument("--space", default=SPACE, choices=(SPACE, PROBE_SPACE),
+                        help="whisper_probe: compare tune.run's --sampler choices on the probe (see above)")
+    parser.add_argument("--weights", help="whisper_probe: a pretrained Whisper folder (model.pretrained)")
+    parser.add_argument("--trials", type=int, default=24, help="whisper_probe: trials per sampler")
+    parser.add_argument("--samplers", default="tpe,gp,random", help="whisper_probe: samplers, comma-separated")
+    args = parser.parse_args()
+    if args.space == PROBE_SPACE and not (args.weights and (Path(args.weights) / "config.json").is_file()):
+        parser.error(f"--weights {args.weights}: no pretrained Whisper folder there (config.json); --space "
+                     f"{PROBE_SPACE} needs one")
+    return args
 
 
 class Budget(tune.Stopper):
@@ -162,8 +184,103 @@ def median_share(shares: list[float | None]) -> float | None:
     return median
 
 
+def probe_settings(args: argparse.Namespace, scratch: Path) -> RunSettings:
+    """The probe search's settings as `tune.run --space whisper_probe` makes them from these flags."""
+    words = [] if args.words == "all" else ["--set", f"data.filter_words={args.words}"]
+    argv = ["--space", PROBE_SPACE, "--data", args.data, "--k-fold", str(args.folds), "--epochs", str(args.epochs),
+            "--cpus-per-trial", "1", "--gpus-per-trial", "0", "--max-concurrent", str(args.max_concurrent),
+            "--storage", str(scratch / "runs"), "--name", "efficiency", "--set", f"data.cache_dir={scratch / 'cache'}",
+            "--set", f"data.max_seconds={args.max_seconds}", "--set", "train.device=cpu",
+            "--set", f"model.pretrained={Path(args.weights).resolve()}", *PROBE_PINS, *words]
+    return settings_from_args(build_parser().parse_args(argv), SPACES.get(PROBE_SPACE))
+
+
+def probe_search(job: tuple[RunSettings, str, int, int]) -> tuple[str, int, list[float], float]:
+    """One search of `trials` on the probe in this process, sequentially (Ray's trial start-up would be most of a
+    probe trial's cost, and a sampler is compared here, not Ray): the sampler `tune.run --sampler` builds, each
+    trial scored as the search scores it (core/scoring.py: the fold-mean curve at e*). Returns (sampler, seed, each
+    trial's score in order, seconds)."""
+    from core.checks import trial_config
+    from core.metrics import METRICS
+    from core.scoring import cross_validated_score
+    from core.train import train_fold
+
+    settings, name, seed, trials = job
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    data = prepare_data(settings.config)
+    space = PinnedSpace(settings.space, settings.pinned, settings.demo)
+    study = optuna.create_study(direction="maximize", sampler=build_sampler(
+        replace(settings, seed=seed, num_samples=trials, sampler=name), space))
+    metric, select = settings.config.train.metric, settings.config.train.select
+    scores, started = [], time.perf_counter()
+    for _ in range(trials):
+        trial = study.ask()
+        config = trial_config(space.sample(trial), settings.base)
+        curves = [[r.metrics.get(metric, math.nan) for r in train_fold(config, data, fold)]
+                  for fold in data.splits.folds]
+        value = cross_validated_score(curves, METRICS.get(metric).mode, select).score
+        scores.append(value)
+        study.tell(trial, value if math.isfinite(value) else None,
+                   state=None if math.isfinite(value) else optuna.trial.TrialState.FAIL)
+    print(f"seed {seed} {name}: best {max(scores):.4f}, {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return name, seed, scores, time.perf_counter() - started
+
+
+def probe_main(args: argparse.Namespace) -> None:
+    """tune.run's samplers on the probe space: the same trials each, several seeds, `--max-concurrent` processes."""
+    import multiprocessing
+
+    from core.train import train_fold
+
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    samplers = args.samplers.split(",")
+    with tempfile.TemporaryDirectory(prefix="audiotune-bench-") as folder:
+        scratch = Path(folder)
+        settings = probe_settings(args, scratch)
+        data = prepare_data(settings.config)
+        started = time.perf_counter()  # the one encoder pass, before any search is timed
+        list(train_fold(settings.config.with_overrides({"train.epochs": 1}), data, data.splits.folds[0]))
+        encoder_seconds = time.perf_counter() - started
+        jobs = [(settings, name, seed, args.trials) for seed in seeds for name in samplers]
+        with multiprocessing.get_context("spawn").Pool(args.max_concurrent) as pool:
+            done = pool.map(probe_search, jobs, chunksize=1)
+    runs = {(name, seed): (scores, seconds) for name, seed, scores, seconds in done}
+    per_seed: dict[str, Any] = {}
+    shares: dict[str, list[float | None]] = {name: [] for name in samplers}
+    bests: dict[str, list[float]] = {name: [] for name in samplers}
+    for seed in seeds:
+        random_scores = runs.get(("random", seed), ([], 0.0))[0]
+        target = max(random_scores) if random_scores else None
+        per_seed[str(seed)] = {"random_best": target}
+        for name in samplers:
+            scores, seconds = runs[(name, seed)]
+            best = max(scores)
+            bests[name].append(best)
+            reached = next((i + 1 for i, v in enumerate(scores) if target is not None and v >= target), None)
+            share = reached / args.trials if reached is not None else None
+            shares[name].append(share)
+            per_seed[str(seed)][name] = {"best": round(best, 4), "share_to_reach_random_best": share,
+                                         "best_so_far": [round(max(scores[:i + 1]), 4) for i in range(len(scores))],
+                                         "seconds": round(seconds, 1)}
+    report = {"space": PROBE_SPACE, "pinned": " ".join(PROBE_PINS[1::2]), "weights": str(Path(args.weights).name),
+              "data": args.data, "clips": int(len(data.targets)), "folds": args.folds, "epochs": args.epochs,
+              "trials": args.trials, "processes": args.max_concurrent, "metric": settings.config.train.metric,
+              "encoder_pass_seconds": round(encoder_seconds, 1), "seeds": per_seed,
+              "mean_best": {name: round(statistics.fmean(values), 4) for name, values in bests.items()},
+              "mean_share_to_reach_random_best": {
+                  name: (round(statistics.fmean(values), 3) if None not in values else None)
+                  for name, values in shares.items()},
+              "reached_random_best": {name: sum(v is not None for v in values) for name, values in shares.items()}}
+    print(json.dumps(report, indent=2))
+
+
 def main() -> None:
     args = parse_args()
+    if args.space == PROBE_SPACE:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        probe_main(args)
+        return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cuda = args.device != "cpu" and torch.cuda.is_available()
     seeds = [int(seed) for seed in args.seeds.split(",")]

@@ -93,6 +93,7 @@ class ModelConfig:
     freeze_feature_encoder: bool = True  # wav2vec2: keep the convolutional feature encoder fixed
     train_positions: bool = False  # whisper: train the positional table (fixed sinusoids in Whisper: frozen)
     pooling: str = "audio"  # whisper: audio (mean of real-audio frames, no padding) | max (their max) | mean (all)
+    layers: str = "last"  # whisper, wav2vec2: last | weighted (learned softmax over all layers) | N (0: embeddings)
 
 
 @dataclass
@@ -126,11 +127,13 @@ class OptimConfig:
     warmup_ratio: float = 0.1  # share of all optimiser steps spent warming up
     min_lr_ratio: float = 0.01  # cosine floor, as a share of lr
     grad_clip: float = 1.0  # max grad norm (0: off)
+    encoder_lr_scale: float = 0.1  # LP-FT: after train.probe_epochs the encoder trains at this x lr (the head at lr)
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 10
+    probe_epochs: int = 0  # LP-FT: train the head alone (encoder frozen) this many epochs, then fine-tune (0: off)
     stop_epoch: int = 0  # stop after this epoch (0: train.epochs); the lr schedule still spans train.epochs
     batch_size: int = 16
     metric: str = "uar"  # validation metric that selects epochs and configs
@@ -400,6 +403,10 @@ def _model_rules(c: Config) -> None:
     require(m.projection_dim <= MAX_WIDTH, "model.projection_dim", f"must be <= {MAX_WIDTH}", c)
     require(0 <= m.dropout < 1, "model.dropout", "must be in [0, 1)", c)
     require(m.head in ("classifier", "regressor"), "model.head", "must be classifier or regressor", c)
+    require(m.layers in ("last", "weighted") or m.layers.strip().isdigit(), "model.layers",
+            "must be last, weighted or a layer index (0: the embeddings)", c)
+    require(m.layers == "last" or m.name in ("whisper", "wav2vec2"), "model.layers",
+            "only whisper and wav2vec2 have encoder layers to choose from; use last", c)
 
 
 def _optim_rules(c: Config) -> None:
@@ -416,6 +423,7 @@ def _optim_rules(c: Config) -> None:
     require(0 < o.plateau_factor < 1, "optim.plateau_factor", "must be between 0 and 1 (exclusive)", c)
     require(o.plateau_patience >= 0, "optim.plateau_patience", "must be >= 0", c)
     require(o.plateau_patience <= MAX_EPOCHS, "optim.plateau_patience", f"must be <= {MAX_EPOCHS}", c)
+    require(0 < o.encoder_lr_scale <= 1, "optim.encoder_lr_scale", "must be in (0, 1]", c)
 
 
 def _loss_rules(c: Config) -> None:
@@ -437,6 +445,12 @@ def _train_rules(c: Config) -> None:
     require(t.epochs >= 1, "train.epochs", "must be >= 1", c)
     require(t.epochs <= MAX_EPOCHS, "train.epochs", f"must be <= {MAX_EPOCHS}", c)
     require(0 <= t.stop_epoch <= t.epochs, "train.stop_epoch", f"must be in [0, train.epochs={t.epochs}]", c)
+    require(0 <= t.probe_epochs < t.epochs, "train.probe_epochs",
+            f"must be in [0, train.epochs={t.epochs}): some epochs must be left to fine-tune", c)
+    require(t.probe_epochs == 0 or not c.model.freeze_encoder, "train.probe_epochs",
+            "LP-FT fine-tunes the encoder after the probe epochs; set model.freeze_encoder=false", c)
+    require(t.probe_epochs == 0 or c.model.name in ("whisper", "wav2vec2"), "train.probe_epochs",
+            "LP-FT needs a pretrained encoder (whisper or wav2vec2)", c)
     for key in ("train.batch_size", "train.eval_batch_size"):
         require(c.get(key) >= 1, key, "must be >= 1", c)
         require(c.get(key) <= MAX_BATCH, key, f"must be <= {MAX_BATCH}", c)

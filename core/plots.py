@@ -160,6 +160,20 @@ def scatter_figure(targets: np.ndarray, predictions: np.ndarray, target: str) ->
     return figure
 
 
+def layer_weights_figure(weights: list[float]) -> Figure:
+    """The learned softmax weights over the encoder layers (model.layers=weighted); the uniform start dashed."""
+    figure = Figure(figsize=(1.5 + 0.45 * len(weights), 3.2))
+    axes = figure.subplots()
+    axes.bar(np.arange(len(weights)), weights, color="tab:blue", alpha=0.8)
+    axes.axhline(1 / len(weights), color="gray", linestyle="--", label="uniform (the start)")
+    axes.set_xticks(np.arange(len(weights)), ["emb", *map(str, range(1, len(weights)))])
+    axes.set_xlabel("encoder layer (emb: the input to layer 1)")
+    axes.set_ylabel("weight")
+    axes.set_title("learned layer weights")
+    axes.legend(loc="upper left", fontsize=7)
+    return figure
+
+
 def final_plots(report: dict[str, Any], targets: np.ndarray, outputs: np.ndarray, target: str = "label",
                 raw: np.ndarray | None = None) -> dict[str, bytes]:
     """{file name: PNG} for a test report (core/report.py) and the predictions it was computed from: `targets`
@@ -193,6 +207,8 @@ def _final_plots(report: dict[str, Any], targets: np.ndarray, outputs: np.ndarra
     else:
         plots["predicted_vs_true.png"] = png_bytes(scatter_figure(targets, outputs[:, 0], target))
         value = "mae"
+    if report.get("layer_weights"):
+        plots["layer_weights.png"] = png_bytes(layer_weights_figure(report["layer_weights"]))
     overall = report["metrics"].get(value)
     for group in ("word", "age_band"):
         if report.get(f"per_{group}"):

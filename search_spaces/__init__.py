@@ -49,6 +49,7 @@ from search_spaces import (  # noqa: E402,F401  (each registers itself)
     whisper_balancing,
     whisper_conditioning,
     whisper_losses,
+    whisper_lpft,
     whisper_probe,
     whisper_sam,
 )

@@ -50,5 +50,5 @@ def toy_data(toy_dataset: Path, toy_cache_dir: Path) -> AudioData:
     return prepare_data(make_toy_config(toy_dataset, toy_cache_dir))
 
 
-from support.checkpoints import tiny_whisper  # noqa: E402,F401  (a small save_pretrained Whisper)
+from support.checkpoints import tiny_wav2vec2, tiny_whisper  # noqa: E402,F401  (small save_pretrained checkpoints)
 from support.ray_cluster import ray_address, ray_env, ray_head  # noqa: E402,F401  (session Ray fixtures)

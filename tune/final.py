@@ -332,6 +332,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from core.data.recorded import beside_config
     from core.device_checks import check_device
     from core.model_folder import FILES, data_for_model, decision_of, read_model_folder, save_model_folder
+    from core.models.layers import learned_layer_weights
     from core.plots import PLOTS, write_final_plots
 
     config_path = Path(args.config)
@@ -388,6 +389,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if "calibration" in blocks:
         targets = data_for_model(loaded, data).targets[data.splits.test]
         report["calibration"] = calibration_report(blocks["calibration"], targets, raw_test, outputs)
+    if (weights := learned_layer_weights(loaded.model)) is not None:  # model.layers=weighted: drawn in plots/
+        report["layer_weights"] = [round(weight, 4) for weight in weights]
     if "validated" in evidence:  # the search's cross-validated score, beside the test score
         report["cv_score"] = evidence["validated"]
     report["seconds"] = round(time.time() - started, 1)

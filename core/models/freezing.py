@@ -8,7 +8,7 @@ frozen encoder also runs without its dropout in training: it is a fixed feature 
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Self
 
 from torch import nn
 
@@ -24,3 +24,14 @@ class FrozenPartsStayEval(nn.Module):
                 if module is not self and parameters and not any(p.requires_grad for p in parameters):
                     module.eval()
         return self
+
+
+def fine_tuning_groups(model: nn.Module, lr: float, encoder_lr_scale: float) -> list[dict[str, Any]]:
+    """LP-FT's second phase (core/train.py): the model's encoder unfrozen, and the optimiser's parameter groups for
+    it: the head and layer mix at `lr`, the encoder at `encoder_lr_scale * lr` (a small step keeps the pretrained
+    features from being distorted while the head it already has adapts them)."""
+    model.set_encoder_frozen(False)
+    encoder = {id(p) for p in model.encoder_parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in trainable if id(p) not in encoder]},
+            {"params": [p for p in trainable if id(p) in encoder], "lr": encoder_lr_scale * lr}]

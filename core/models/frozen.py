@@ -5,8 +5,10 @@ Applies when `model.freeze_encoder` is on, `model.encoder_cache` is not off, the
 (Whisper), SpecAugment is off and the spectrogram carries no age/word rows (they depend on the fold's age range).
 The frozen encoder then runs in eval mode (core/models/freezing.py) on a deterministic log-mel: the cached outputs
 are the full path's own, and the head starts from the same initial weights and RNG streams, so training on them
-gives the full path's numbers (tests/core/test_probe.py). What is cached is the encoder output pooled every registered
-way ([clips, poolings, d_model], float32), so a search over `model.pooling` shares one file.
+gives the full path's numbers (tests/core/test_probe.py). What is cached is every encoder layer's output pooled every
+registered way ([clips, layers 0..N, poolings, d_model]), so a search over `model.pooling` and `model.layers` shares
+one file. It is float32 up to ENCODED_FLOAT32_BYTES (whisper-base on 10,000 clips is 0.4 GB) and float16 beyond
+(~1e-3 relative rounding: a large encoder on many clips then still fits in memory).
 
 The file (`encoded-<key>.npy`, memory-mapped, next to the decode cache) is keyed by a hash of the encoder's weights
 (model, checkpoint and sliced positional table alike), the front end (its settings and filterbank), the clip set
@@ -32,7 +34,8 @@ from core.data.batches import Batch, batch_rows, make_batch
 from core.data.cache import default_cache_dir, exclusive
 from core.data.dataset import AudioData
 
-ENCODED_VERSION = 1
+ENCODED_VERSION = 2  # 2: every layer
+ENCODED_FLOAT32_BYTES = 2 << 30
 encoded_clips = 0  # clips this process has run through an encoder for a cache (tests count recomputation with it)
 
 
@@ -45,18 +48,21 @@ def encoder_cache_applies(config: Config) -> bool:
 
 
 class ProbeHead(nn.Module):
-    """The model trained on cached outputs: (pooled outputs [B, poolings, d], batch) -> the classifier's head on the
-    configured pooling. Its parameters and state-dict keys are the head's alone (`head.*`, as in the full model), so
-    epoch snapshots and checkpoints hold no encoder copy; `full()` is the whole classifier, sharing this head."""
+    """The model trained on cached outputs: (pooled outputs [B, layers, poolings, d], batch) -> the classifier's
+    layer mix and head on the configured layers and pooling. Its parameters and state-dict keys are the mix's and
+    the head's alone (`mix.*`, `head.*`, as in the full model), so epoch snapshots and checkpoints hold no encoder
+    copy; `full()` is the whole classifier, sharing them."""
 
     def __init__(self, classifier: nn.Module, pooling: int) -> None:
         super().__init__()
+        self.mix = classifier.mix
         self.head = classifier.head
         self.pooling = pooling
+        self.layers = classifier.mix.indices()
         self._classifier = [classifier]  # in a list: not a submodule, so not trained, snapshotted nor moved
 
     def forward(self, features: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-        return self.head(features[:, self.pooling], batch)
+        return self.head(self.mix(features[:, self.layers, self.pooling].float()), batch)
 
     def full(self) -> nn.Module:
         return self._classifier[0]
@@ -88,6 +94,11 @@ def with_cached_encoder(config: Config, data: AudioData, model: nn.Module, featu
     return ProbeHead(model, list(model.poolings()).index(config.model.pooling)), EncodedFeatures(encoded)
 
 
+def encoded_dtype(values: int) -> type[np.floating]:
+    """float32 while the cache stays under ENCODED_FLOAT32_BYTES, else float16 (see the module's docstring)."""
+    return np.float32 if values * 4 <= ENCODED_FLOAT32_BYTES else np.float16
+
+
 def encoded_key(config: Config, data: AudioData, model: nn.Module, featurizer: nn.Module) -> str:
     digest = hashlib.sha256(json.dumps({
         "version": ENCODED_VERSION, "model": type(model).__name__, "poolings": list(model.poolings()),
@@ -103,7 +114,8 @@ def encoded_key(config: Config, data: AudioData, model: nn.Module, featurizer: n
 
 def open_encoded(config: Config, data: AudioData, model: nn.Module, featurizer: nn.Module,
                  device: torch.device) -> np.ndarray:
-    """The memory-mapped [clips, poolings, d] outputs for every clip of `data`, computed first if no file has them."""
+    """The memory-mapped [clips, layers, poolings, d] outputs for every clip of `data`, computed first if no file
+    has them."""
     folder = Path(config.data.cache_dir) if config.data.cache_dir else default_cache_dir()
     target = folder / f"encoded-{encoded_key(config, data, model, featurizer)}.npy"
     if not target.exists():
@@ -130,8 +142,8 @@ def _build(data: AudioData, model: nn.Module, featurizer: nn.Module, device: tor
             batch = make_batch(data, chunk, device)
             pooled = model.pooled_outputs(featurizer(batch), batch).float().cpu().numpy()
             if out is None:
-                out = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32,
-                                                shape=(len(rows), *pooled.shape[1:]))
+                out = np.lib.format.open_memmap(temporary, mode="w+", shape=(len(rows), *pooled.shape[1:]),
+                                                dtype=encoded_dtype(len(rows) * pooled[0].size))
             out[chunk] = pooled
             encoded_clips += len(chunk)
         assert out is not None

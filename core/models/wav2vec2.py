@@ -6,6 +6,9 @@ convolution arithmetic, and only those frames are pooled.
 
 Hugging Face's built-in SpecAugment masking is switched off: it draws from numpy's global RNG, which would break
 the per-fold reproducibility of `train_fold` (and `augment.*` is a spectrogram augmentation, rejected here).
+
+Layers (`model.layers`, core/models/layers.py): the last, one by index, or a learned softmax over all of them; each
+selected layer is pooled over real frames, then they are mixed.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from core.errors import ConfigError
 from core.features import WaveformNormalizer
 from core.models.conditioning import ConditionedHead, check_conditioning, conditioned_head
 from core.models.freezing import FrozenPartsStayEval
+from core.models.layers import LayerMix, check_layer_index, layer_states
 from core.models.pretrained import refusing_pickles
 from core.models.whisper import quiet_transformers
 from core.statistics import FoldStatistics
@@ -60,34 +64,49 @@ def frame_mask(backbone: Wav2Vec2Model, lengths: torch.Tensor, frames: int) -> t
 
 class Wav2Vec2Classifier(FrozenPartsStayEval):
     def __init__(self, backbone: Wav2Vec2Model, head: ConditionedHead, freeze_encoder: bool,
-                 freeze_feature_encoder: bool) -> None:
+                 freeze_feature_encoder: bool, layers: str = "last") -> None:
         super().__init__()
         self.backbone = backbone
-        self.backbone.requires_grad_(not freeze_encoder)
-        if freeze_feature_encoder:
-            self.backbone.freeze_feature_encoder()
+        self.freeze_feature_encoder = freeze_feature_encoder
+        self.set_encoder_frozen(freeze_encoder)
         # Models with layer-norm feature encoders were trained with attention masks; group-norm ones (base) without.
         self.pass_attention_mask = backbone.config.feat_extract_norm == "layer"
         self.head = head
+        self.mix = LayerMix(layers, backbone.config.num_hidden_layers)
         self.train()  # frozen parts in eval mode from the start
+
+    def set_encoder_frozen(self, frozen: bool) -> None:
+        """Freeze or unfreeze the backbone (LP-FT unfreezes it after the probe epochs, core/train.py); the
+        convolutional feature encoder stays as `model.freeze_feature_encoder` says."""
+        self.backbone.requires_grad_(not frozen)
+        if self.freeze_feature_encoder:
+            self.backbone.freeze_feature_encoder()
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.backbone.parameters())
 
     def forward(self, features: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         attention = None
         if self.pass_attention_mask:
             positions = torch.arange(features.shape[-1], device=features.device)[None, :]
             attention = (positions < batch.lengths[:, None]).long()
-        hidden = self.backbone(features, attention_mask=attention).last_hidden_state
-        mask = frame_mask(self.backbone, batch.lengths, hidden.shape[1]).unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1)
-        return self.head(pooled, batch)
+        if self.mix.choice == "last":  # the output alone: no hidden states kept
+            hidden = [self.backbone(features, attention_mask=attention).last_hidden_state]
+        else:
+            states = layer_states(self.backbone(features, attention_mask=attention, output_hidden_states=True))
+            hidden = [states[i] for i in self.mix.indices()]
+        mask = frame_mask(self.backbone, batch.lengths, hidden[0].shape[1]).unsqueeze(-1).to(hidden[0].dtype)
+        pooled = torch.stack([(h * mask).sum(dim=1) / mask.sum(dim=1) for h in hidden], dim=1)
+        return self.head(self.mix(pooled), batch)
 
 
 def build(config: Config, num_outputs: int, stats: FoldStatistics | None = None,
           architecture: dict | None = None) -> nn.Module:
     m = config.model
     backbone = load_backbone(m.pretrained, m.size, architecture)
+    check_layer_index(m.layers, backbone.config.num_hidden_layers, f"the Wav2Vec2 backbone ({m.pretrained})")
     head = conditioned_head(config, stats, backbone.config.hidden_size, num_outputs)
-    return Wav2Vec2Classifier(backbone, head, m.freeze_encoder, m.freeze_feature_encoder)
+    return Wav2Vec2Classifier(backbone, head, m.freeze_encoder, m.freeze_feature_encoder, m.layers)
 
 
 def featurizer(config: Config, stats: FoldStatistics | None = None) -> nn.Module:
@@ -109,6 +128,7 @@ def check(config: Config) -> None:
             raise ConfigError(f"model.size={m.size!r}: choose one of {', '.join(SIZE_PRESETS)} for wav2vec2")
         if preset_frames(m.size, int(round(config.data.sample_rate * config.data.max_seconds))) < 1:
             raise ConfigError(f"data.max_seconds={config.data.max_seconds}: too short for wav2vec2's convolutions")
+        check_layer_index(m.layers, SIZE_PRESETS[m.size]["num_hidden_layers"], f"the {m.size} preset")
     for key in ("time_mask", "freq_mask"):
         if getattr(a, key) > 0:
             raise ConfigError(f"augment.{key}={getattr(a, key)}: SpecAugment masks spectrograms, but wav2vec2 takes "

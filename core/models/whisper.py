@@ -10,6 +10,9 @@ Pooling (`model.pooling`): `mean` averages all encoder frames, as the original r
 frames are padding. `audio` averages only the frames of real audio: each encoder frame spans two mel hops, and
 frame j (centred on mel frame 2j, i.e. sample 2j * hop) counts when that mel frame is real audio by the one
 definition the featurizer uses too (`core.features.real_frames`, from the clip's length).
+
+Layers (`model.layers`, core/models/layers.py): the last, one by index, or a learned softmax over all of them; each
+selected layer is pooled, then they are mixed.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from core.models.conditioning import (
     spectrogram_rows,
 )
 from core.models.freezing import FrozenPartsStayEval
+from core.models.layers import LayerMix, check_layer_index, layer_states
 from core.models.pretrained import refusing_pickles
 from core.registry import Registry
 from core.statistics import FoldStatistics
@@ -132,16 +136,34 @@ def max_pooling(hidden: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor
 
 class WhisperClassifier(FrozenPartsStayEval):
     def __init__(self, encoder: WhisperEncoder, head: ConditionedHead, freeze_encoder: bool,
-                 train_positions: bool = False, pooling: str = "mean", hop_length: int = 160) -> None:
+                 train_positions: bool = False, pooling: str = "mean", hop_length: int = 160,
+                 layers: str = "last") -> None:
         super().__init__()
         self.encoder = encoder
-        self.encoder.requires_grad_(not freeze_encoder)
-        # requires_grad_ above would also unfreeze the fixed sinusoidal table transformers leaves frozen.
-        self.encoder.embed_positions.requires_grad_(train_positions and not freeze_encoder)
+        self.train_positions = train_positions
+        self.set_encoder_frozen(freeze_encoder)
         self.head = head
+        self.mix = LayerMix(layers, encoder.config.encoder_layers)
         self.pool = POOLINGS.get(pooling)
         self.hop_length = hop_length
         self.train()  # frozen parts in eval mode from the start
+
+    def set_encoder_frozen(self, frozen: bool) -> None:
+        """Freeze or unfreeze the encoder (LP-FT unfreezes it after the probe epochs, core/train.py)."""
+        self.encoder.requires_grad_(not frozen)
+        # requires_grad_ above would also unfreeze the fixed sinusoidal table transformers leaves frozen.
+        self.encoder.embed_positions.requires_grad_(self.train_positions and not frozen)
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoder.parameters())
+
+    def layer_outputs(self, features: torch.Tensor, indices: list[int] | None = None) -> list[torch.Tensor]:
+        """The frames [B, frames, d_model] of the encoder layers `indices` (default: those `model.layers` reads)."""
+        indices = self.mix.indices() if indices is None else indices
+        if indices == [self.mix.count - 1]:  # the output alone: no hidden states kept
+            return [self.encoder(input_features=features).last_hidden_state]
+        states = layer_states(self.encoder(input_features=features, output_hidden_states=True))
+        return [states[i] for i in indices]
 
     def real_frames(self, lengths: torch.Tensor, frames: int) -> torch.Tensor:
         """[B] encoder frames of real audio: encoder frame j is centred on mel frame 2j (the second convolution has
@@ -150,19 +172,21 @@ class WhisperClassifier(FrozenPartsStayEval):
         return torch.div(mel + 1, 2, rounding_mode="floor")
 
     def forward(self, features: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-        hidden = self.encoder(input_features=features).last_hidden_state
-        return self.head(self.pool(hidden, self.real_frames(batch.lengths, hidden.shape[1])), batch)
+        hidden = self.layer_outputs(features)
+        real = self.real_frames(batch.lengths, hidden[0].shape[1])
+        return self.head(self.mix(torch.stack([self.pool(h, real) for h in hidden], dim=1)), batch)
 
     @staticmethod
     def poolings() -> list[str]:
         return POOLINGS.names()
 
     def pooled_outputs(self, features: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """[B, len(poolings()), d_model]: the encoder's output pooled every registered way (the frozen-encoder
-        cache, core/models/frozen.py, stores these and trains the head on them)."""
-        hidden = self.encoder(input_features=features).last_hidden_state
-        real = self.real_frames(batch.lengths, hidden.shape[1])
-        return torch.stack([POOLINGS.get(name)(hidden, real) for name in self.poolings()], dim=1)
+        """[B, layers 0..N, len(poolings()), d_model]: every encoder layer pooled every registered way (the
+        frozen-encoder cache, core/models/frozen.py, stores these and trains the head on them)."""
+        hidden = self.layer_outputs(features, list(range(self.mix.count)))
+        real = self.real_frames(batch.lengths, hidden[0].shape[1])
+        return torch.stack([torch.stack([POOLINGS.get(name)(h, real) for name in self.poolings()], dim=1)
+                            for h in hidden], dim=1)
 
 
 def build(config: Config, num_outputs: int, stats: FoldStatistics | None = None,
@@ -170,9 +194,10 @@ def build(config: Config, num_outputs: int, stats: FoldStatistics | None = None,
     m = config.model
     encoder = load_encoder(m.pretrained, m.size, config.features.n_mels, whisper_positions(config),
                            extra_rows(config), architecture)
+    check_layer_index(m.layers, encoder.config.encoder_layers, f"the Whisper encoder ({m.pretrained})")
     head = conditioned_head(config, stats, encoder.config.d_model, num_outputs)
     return WhisperClassifier(encoder, head, m.freeze_encoder, m.train_positions, m.pooling,
-                             config.features.hop_length)
+                             config.features.hop_length, m.layers)
 
 
 def featurizer(config: Config, stats: FoldStatistics | None = None) -> nn.Module:
@@ -182,6 +207,9 @@ def featurizer(config: Config, stats: FoldStatistics | None = None) -> nn.Module
 def check(config: Config) -> None:
     if config.model.pretrained == "none" and config.model.size not in SIZE_PRESETS:
         raise ConfigError(f"model.size={config.model.size!r}: choose one of {', '.join(SIZE_PRESETS)}")
+    if config.model.pretrained == "none":
+        check_layer_index(config.model.layers, SIZE_PRESETS[config.model.size]["encoder_layers"],
+                          f"the {config.model.size} preset")
     if whisper_positions(config) < 1:
         raise ConfigError("data.max_seconds: too short for Whisper (needs at least 2 mel frames)")
     check_conditioning(config, takes_rows=True)
@@ -210,6 +238,10 @@ def check_pretrained(config: Config) -> None:
     the STFT and the sample rate must be its own."""
     if config.model.pretrained == "none":
         return
+    if (Path(config.model.pretrained).expanduser() / "config.json").is_file():  # a hub id is checked as it loads
+        with quiet_transformers():
+            layers = WhisperConfig.from_pretrained(Path(config.model.pretrained).expanduser()).encoder_layers
+        check_layer_index(config.model.layers, layers, f"the pretrained Whisper {config.model.pretrained!r}")
     if config.features.normalize != "whisper":
         raise ConfigError(f"features.normalize={config.features.normalize!r}: the pretrained Whisper "
                           f"{config.model.pretrained!r} was trained on Whisper's own log-mel; use "

@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.train.fold import EpochResult, NonFiniteLossError, autocast, grad_scaler, train_fold
+    from core.train.fold import EpochResult, NonFiniteLossError, autocast, cpu_copy, grad_scaler, train_fold
 
-__all__ = ["EpochResult", "NonFiniteLossError", "autocast", "grad_scaler", "train_fold"]
+__all__ = ["EpochResult", "NonFiniteLossError", "autocast", "cpu_copy", "grad_scaler", "train_fold"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from core.train import fold
+    """Any public name of core/train/fold.py (train_fold, EpochResult, cpu_copy, ...), loaded on first use."""
+    if name.startswith("_") or name == "fold":  # `fold` itself: the import system loads the submodule
+        raise AttributeError(f"module 'core.train' has no attribute {name!r}")
+    import core.train.fold
 
-        return getattr(fold, name)
-    raise AttributeError(f"module 'core.train' has no attribute {name!r}")
+    return getattr(core.train.fold, name)

@@ -28,6 +28,7 @@ from core.log_mel_cache import cached_front_end
 from core.losses import LOSSES
 from core.metrics import METRICS
 from core.models import MODELS
+from core.models.freezing import fine_tuning_groups
 from core.models.frozen import full_model, with_cached_encoder
 from core.optim import OPTIMIZERS, SCHEDULERS, needs_closure
 from core.optim.sam import frozen_batch_norm_statistics
@@ -49,7 +50,7 @@ class EpochResult:
     best_score: float
     stopped: bool  # early stopping fired: no further epochs follow
     state: dict[str, Any] = field(repr=False)  # torch.save-able; pass back as `resume` to continue exactly
-    selected: Callable[[], nn.Module] = field(repr=False)  # read it as `model`
+    selected: Callable[[], nn.Module] = field(repr=False)  # read it as `model`, before the generator goes on
     featurizer: nn.Module = field(repr=False)
     outputs: np.ndarray | None = field(default=None, repr=False)  # this epoch's predictions on fold.valid, in order
 
@@ -108,30 +109,45 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
 
     Seeded from `train.seed` and the fold index, with its own RNG streams: two runs on CPU give the same numbers,
     and so does a run resumed from any yielded `state`.
+
+    LP-FT (`train.probe_epochs = N`): the first N epochs are the probe's own (the encoder frozen, from the cache
+    where it applies, the schedule over N epochs: the same numbers as a probe of N epochs); then the encoder
+    unfreezes at `optim.encoder_lr_scale x lr`, with a fresh optimiser and the schedule over the remaining epochs.
     """
     t = config.train
     spec = MODELS.get(config.model.name)
     device = resolve_device(t.device)
     random = FoldRandom(fold_seed(t.seed, fold.index))
     stats = FoldStatistics.from_data(data, fold.train)
+    probe = config.with_overrides({"model.freeze_encoder": True}) if t.probe_epochs else config  # LP-FT's first
     with random.active(device):
-        model = spec.build(config, data.num_outputs, stats).to(device)
-        featurizer = spec.featurizer(config, stats).to(device)
-    # A result's model and featurizer read waveforms; a frozen encoder may instead train its head on cached outputs.
-    waveform_featurizer = featurizer
-    model, featurizer = with_cached_encoder(config, data, model, featurizer, device)
-    # The log-mel once per clip for the whole trial (the store is data's, shared by its folds); results keep the
-    # waveform featurizer.
-    front_end = cached_front_end(featurizer, data, device)
+        classifier = spec.build(probe, data.num_outputs, stats).to(device)
+        waveform_featurizer = spec.featurizer(probe, stats).to(device)  # a result's model and featurizer read waveforms
     loss_fn = LOSSES.get(config.loss.name)(config, stats).to(device)
     steps_per_epoch = math.ceil(len(fold.train) / t.batch_size)
-    optimizer = OPTIMIZERS.get(config.optim.name)((p for p in model.parameters() if p.requires_grad), config.optim)
     mode = METRICS.get(t.metric).mode
     schedule = SCHEDULERS.get(config.optim.scheduler)
-    # The schedule spans train.epochs even when train.stop_epoch ends training sooner: the final run then follows
-    # the learning-rate trajectory the search's folds validated, epoch for epoch.
-    scheduler = schedule(optimizer, config.optim, steps_per_epoch * t.epochs, mode)
     last_epoch = t.stop_epoch or t.epochs
+
+    def start(fine_tune: bool) -> tuple[nn.Module, nn.Module, Callable, torch.optim.Optimizer, Any]:
+        """(model, featurizer, front end, optimiser, scheduler) of the first epochs (a frozen encoder may train its
+        head on cached outputs) or of LP-FT's fine-tuning (the whole classifier on waveforms)."""
+        if fine_tune:
+            trained, features = classifier, waveform_featurizer
+            params: Any = fine_tuning_groups(classifier, config.optim.lr, config.optim.encoder_lr_scale)
+        else:
+            trained, features = with_cached_encoder(probe, data, classifier, waveform_featurizer, device)
+            params = (p for p in trained.parameters() if p.requires_grad)
+        built = OPTIMIZERS.get(config.optim.name)(params, config.optim)
+        # The schedule spans train.epochs (LP-FT: each phase's) even when train.stop_epoch ends training sooner: the
+        # final run then follows the learning-rate trajectory the search's folds validated, epoch for epoch.
+        epochs = t.probe_epochs if t.probe_epochs and not fine_tune else t.epochs - t.probe_epochs
+        # The log-mel once per clip for the whole trial (the store is data's, shared by its folds).
+        return (trained, features, cached_front_end(features, data, device), built,
+                schedule(built, config.optim, steps_per_epoch * epochs, mode))
+
+    fine_tuning = bool(t.probe_epochs) and resume is not None and resume["progress"]["epoch"] > t.probe_epochs
+    model, featurizer, front_end, optimizer, scheduler = start(fine_tuning)
     scaler = grad_scaler(device, t.precision)
     progress = _Progress()
     if resume is not None:
@@ -170,6 +186,11 @@ def train_fold(config: Config, data: AudioData, fold: Fold,
         return loss
 
     for epoch in range(progress.epoch + 1, last_epoch + 1):
+        if t.probe_epochs and epoch == t.probe_epochs + 1:  # LP-FT: the probe is done; the encoder unfreezes
+            model, featurizer, front_end, optimizer, scheduler = start(fine_tune=True)
+            if progress.best_model is not None:  # a probe epoch's head on the encoder it was trained with
+                progress.best_model = {**cpu_copy(classifier.state_dict()), **progress.best_model}
+            best_on_device = None
         model.train()
         featurizer.train()
         losses = []

@@ -78,7 +78,8 @@ def test_cache_is_computed_once_for_every_fold_and_trial(probe_config: Callable[
     assert frozen.encoded_clips - before == len(data.targets)
     assert sorted((tmp_path / "cache").glob("encoded-*.npy")) == files
     poolings = len(POOLINGS.names())  # every registered pooling, so a search over model.pooling shares one file
-    assert np.load(files[0], mmap_mode="r").shape == (len(data.targets), poolings, 64)  # clips x poolings x d_model
+    # clips x layers 0..2 x poolings x d_model (a search over model.layers shares it too)
+    assert np.load(files[0], mmap_mode="r").shape == (len(data.targets), 3, poolings, 64)
 
 
 def test_other_encoder_or_augmented_input_is_not_served_from_the_cache(probe_config: Callable[..., Config],

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+from transformers import Wav2Vec2Config, Wav2Vec2Model, WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "shared" / "models"
 
@@ -44,3 +44,18 @@ def tiny_whisper_checkpoint(folder: Path, num_mel_bins: int = 80, dtype: torch.d
 @pytest.fixture(scope="session")
 def tiny_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_whisper_checkpoint(tmp_path_factory.mktemp("tiny-whisper"))
+
+
+def tiny_wav2vec2_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide Wav2Vec2 (the micro preset's shape), saved as a real checkpoint would be."""
+    torch.manual_seed(seed)
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                            conv_dim=(32, 32, 32), conv_kernel=(10, 8, 8), conv_stride=(5, 8, 8),
+                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, apply_spec_augment=False)
+    Wav2Vec2Model(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_wav2vec2_checkpoint(tmp_path_factory.mktemp("tiny-wav2vec2"))

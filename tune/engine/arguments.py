@@ -48,6 +48,15 @@ EXAMPLES = """examples:
 """
 
 
+SAMPLER_CHOICES = ("tpe", "gp", "random")  # tune/engine/search.py's SAMPLERS
+SMALL_BUDGET = 30  # trials: up to here the default sampler is SMALL_BUDGET_SAMPLER
+SMALL_BUDGET_SAMPLER = "tpe"  # chosen by bench/search_efficiency.py --space whisper_probe (bench/README.md)
+
+
+def default_sampler(num_samples: int) -> str:
+    return SMALL_BUDGET_SAMPLER if num_samples <= SMALL_BUDGET else "tpe"
+
+
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="python -m tune.run", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -98,6 +107,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the splits, model init, batch order, augmentation and the TPE sampler: same seed, same "
                         "folds, configs and (on CPU) metrics (default: 0)")
+    p.add_argument("--sampler", choices=SAMPLER_CHOICES,
+                   help="Optuna's sampler: tpe, gp (Gaussian process; a conditional space falls back to tpe) or "
+                        f"random (default: {SMALL_BUDGET_SAMPLER} up to {SMALL_BUDGET} trials, measured in "
+                        "bench/README.md; tpe beyond)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, repeatable, e.g. --set optim.lr=3e-4 --set model.pretrained=none; a key the "
                         "space searches is pinned to this value (config keys: docs/config.md, core.train --help)")
@@ -252,6 +265,7 @@ class RunSettings:
     mlflow_uri: str = ""  # --mlflow-uri ("" = mlruns/mlflow.db in the run folder)
     objectives: list[str] = field(default_factory=list)  # --objective metrics (empty: train.metric alone)
     constraints: list[str] = field(default_factory=list)  # --constraint bounds, as given (METRIC<=X)
+    sampler: str = "tpe"  # --sampler, resolved (tpe | gp | random)
 
     @property
     def trackers(self) -> list[str]:
@@ -383,7 +397,8 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
         created=datetime.datetime.now().isoformat(timespec="seconds"), fold_parallel=args.fold_parallel,
         pinned={key: config.get(key) for key in assignments}, objectives=names if len(names) > 1 else [],
         log_to=",".join(trackers), mlflow_uri=args.mlflow_uri or "",
-        constraints=[constraint.text for constraint in check_constraints(args.constraints or [], config)])
+        constraints=[constraint.text for constraint in check_constraints(args.constraints or [], config)],
+        sampler=args.sampler or default_sampler(args.num_samples or budget.get("num_samples", 20)))
 
 
 def check_constraints(texts: list[str], config: Config) -> list:

@@ -107,7 +107,28 @@ def conditional(space: PinnedSpace, draws: int = 32) -> bool:
     return len(seen) > 1
 
 
-def build_sampler(settings: RunSettings, space: PinnedSpace) -> TPESampler:
+def build_sampler(settings: RunSettings, space: PinnedSpace) -> optuna.samplers.BaseSampler:
+    """The sampler `--sampler` names (tpe | gp | random; the default is the budget's: tune/engine/arguments.py)."""
+    return SAMPLERS[sampler_used(settings, space)](settings, space)
+
+
+def sampler_used(settings: RunSettings, space: PinnedSpace) -> str:
+    """`--sampler`, except that gp becomes tpe in a conditional space: Optuna's GP models one fixed set of parameters
+    and would draw every conditional one at random (TPE with `group=True` models each set)."""
+    return "tpe" if settings.sampler == "gp" and conditional(space) else settings.sampler
+
+
+def gp_sampler(settings: RunSettings, space: PinnedSpace) -> optuna.samplers.GPSampler:
+    """Optuna's Gaussian-process sampler (floats, ints and categoricals, one or several objectives), seeded by
+    --seed, random for the same `startup_trials` as TPE."""
+    return optuna.samplers.GPSampler(seed=settings.seed, n_startup_trials=startup_trials(settings.num_samples))
+
+
+def random_sampler(settings: RunSettings, space: PinnedSpace) -> optuna.samplers.RandomSampler:
+    return optuna.samplers.RandomSampler(seed=settings.seed)
+
+
+def tpe_sampler(settings: RunSettings, space: PinnedSpace) -> TPESampler:
     """TPE seeded by --seed, random for `startup_trials` first, multivariate (a joint density over the parameters,
     so it learns how e.g. the learning rate and the loss interact; Optuna's default for one objective, not for
     several), and with `group=True` for conditional spaces: each set of parameters that occur together gets its own
@@ -118,6 +139,9 @@ def build_sampler(settings: RunSettings, space: PinnedSpace) -> TPESampler:
                                 category=optuna.exceptions.ExperimentalWarning)
         return TPESampler(seed=settings.seed, n_startup_trials=startup_trials(settings.num_samples),
                           multivariate=True, group=group)
+
+
+SAMPLERS = {"tpe": tpe_sampler, "gp": gp_sampler, "random": random_sampler}  # --sampler's choices (arguments.py)
 
 
 def build_searcher(settings: RunSettings) -> DivergenceAwareOptunaSearch:
@@ -180,6 +204,8 @@ def trial_dirname(trial: Trial) -> str:
 def build_tuner(settings: RunSettings, space: SearchSpace, store: RunStore, checked: CheckedData | None = None
                 ) -> tune.Tuner:
     print(objectives_line(settings), flush=True)
+    print(f"sampler: {sampler_used(settings, PinnedSpace(settings.space, settings.pinned, settings.demo))} "
+          f"(--sampler {settings.sampler})", flush=True)
     searcher, scheduler = build_searcher(settings), build_scheduler(settings)
     return tune.Tuner(
         trainable(settings, checked),

@@ -30,6 +30,7 @@ CAPTIONS = {  # file in plots/ -> what it shows (also the order on the page)
                                "calibration_curve, 10 bins), before and after temperature scaling.",
     "uar_per_word.png": "Test set: UAR per target word with its speaker-bootstrap 95 % interval.",
     "uar_per_age_band.png": "Test set: UAR per age band with its speaker-bootstrap 95 % interval.",
+    "layer_weights.png": "The final model's learned softmax weights over its encoder layers (model.layers=weighted).",
     "predicted_vs_true.png": "Test set: predicted against true value.",
     "mae_per_word.png": "Test set: mean absolute error per target word.",
     "mae_per_age_band.png": "Test set: mean absolute error per age band.",
