@@ -14,7 +14,16 @@ from core.errors import UserError
 from search_spaces import SPACES
 from search_spaces.pinning import PinnedSpace
 from tune.engine.arguments import RunSettings, build_parser, settings_from_args
-from tune.engine.search import build_scheduler, build_searcher, conditional, objective, objectives, startup_trials
+from tune.engine.search import (
+    build_sampler,
+    build_scheduler,
+    build_searcher,
+    conditional,
+    objective,
+    objectives,
+    startup_trials,
+    tpe_options,
+)
 
 
 def settings(toy_dataset: Path, *flags: str, space: str = "whisper_losses") -> RunSettings:
@@ -30,35 +39,58 @@ def test_startup_trials_scale_with_the_budget(num_samples: int, expected: int) -
 
 @pytest.mark.parametrize(("num_samples", "startup"), [(4, 2), (20, 5), (80, 10)])
 def test_the_searchers_sampler_has_the_settings(toy_dataset: Path, num_samples: int, startup: int) -> None:
+    run = settings(toy_dataset, "--num-samples", str(num_samples), "--sampler", "tpe")
+    space = PinnedSpace(run.space, run.pinned, run.demo)
+    assert tpe_options(run, space) == {"seed": 0, "n_startup_trials": startup, "multivariate": True, "group": True}
     with warnings.catch_warnings():
         warnings.simplefilter("error", optuna.exceptions.ExperimentalWarning)  # silenced where it is built
-        searcher = build_searcher(settings(toy_dataset, "--num-samples", str(num_samples)))
-    sampler = searcher._sampler
+        sampler = build_sampler(run, space)
     assert isinstance(sampler, optuna.samplers.TPESampler)
-    assert (sampler._n_startup_trials, sampler._multivariate, sampler._group) == (startup, True, True)
-    assert searcher._ot_study.sampler is sampler
+
+
+def test_startup_trials_are_random_then_tpe(toy_dataset: Path) -> None:
+    """What `n_startup_trials` means: the first trials are the seeded random sampler's own draws, the next is not."""
+    run = settings(toy_dataset, "--num-samples", "8", "--sampler", "tpe")  # 2 startup trials
+    space = PinnedSpace(run.space, run.pinned, run.demo)
+
+    def draws(sampler: optuna.samplers.BaseSampler) -> list[dict]:
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        found = []
+        for number in range(3):
+            trial = study.ask()
+            space(trial)
+            found.append(dict(trial.params))
+            study.tell(trial, float(number % 2))
+        return found
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        tpe = draws(build_sampler(run, space))
+    random = draws(optuna.samplers.RandomSampler(seed=run.seed))
+    assert tpe[:2] == random[:2] and tpe[2] != random[2]
 
 
 def test_group_only_for_conditional_spaces(toy_dataset: Path) -> None:
     assert conditional(PinnedSpace("whisper_losses", {}, True))  # a loss with its own parameters
-    assert not conditional(PinnedSpace("whisper_balancing", {}, True))
-    # a pinned branch leaves one set of parameters: nothing conditional is left to group
-    assert not conditional(PinnedSpace("whisper_sam", {"optim.sam_base": "adamw"}, True))
-    assert build_searcher(settings(toy_dataset, space="whisper_balancing"))._sampler._group is False
+    assert conditional(PinnedSpace("whisper_balancing", {}, True))  # a SpecAugment width only with its count > 0
+    assert not conditional(PinnedSpace("wav2vec2_contrastive", {}, True))  # no branch at all
+    # pinned branches leave one set of parameters: nothing conditional is left to group
+    pins = {"augment.time_masks": 1, "augment.freq_masks": 1}
+    assert not conditional(PinnedSpace("whisper_balancing", pins, True))
+    run = settings(toy_dataset, "--sampler", "tpe", space="wav2vec2_contrastive")
+    assert tpe_options(run, PinnedSpace(run.space, run.pinned, run.demo))["group"] is False
 
 
 def first_configs(run: RunSettings, trials: int) -> list[dict]:
-    """The first `trials` configs the searcher's sampler proposes, each told a value that depends on its params
-    (so the TPE trials after the startup ones depend on the history)."""
+    """The first `trials` configs the searcher proposes (Ray's Searcher API: suggest, on_trial_complete), each told
+    a value that depends on its params (so the TPE trials after the startup ones depend on the history)."""
     searcher = build_searcher(run)
-    study = optuna.create_study(direction="maximize", sampler=searcher._sampler)
     proposed = []
-    for _ in range(trials):
-        trial = study.ask()
-        params = searcher._space(trial)
-        proposed.append(dict(trial.params))
-        lr = trial.params.get("optim.lr", 1e-3)
-        study.tell(trial, -abs(lr - 3e-3) + 0.1 * len(str(params)) % 3)
+    for number in range(trials):
+        config = searcher.suggest(f"t{number}")
+        proposed.append(config)
+        lr = config.get("optim.lr", 1e-3)
+        searcher.on_trial_complete(f"t{number}", {"uar_score": -abs(lr - 3e-3) + 0.1 * len(str(config)) % 3})
     return proposed
 
 
@@ -79,7 +111,6 @@ def test_objective_flag(toy_dataset: Path) -> None:
     assert two.config.train.metric == "uar" and two.objectives == ["uar", "uar_age_gap"]
     searcher = build_searcher(two)
     assert searcher.metric == ["uar_score", "uar_age_gap_score"] and searcher.mode == ["max", "min"]
-    assert len(searcher._ot_study.directions) == 2
     assert isinstance(build_scheduler(two), FIFOScheduler) and not isinstance(build_scheduler(two), ASHAScheduler)
     assert isinstance(build_scheduler(single), ASHAScheduler)
     first = settings(toy_dataset, "--objective", "uar_speaker_p10")  # one metric: train.metric, single objective

@@ -133,12 +133,16 @@ def tpe_sampler(settings: RunSettings, space: PinnedSpace) -> TPESampler:
     so it learns how e.g. the learning rate and the loss interact; Optuna's default for one objective, not for
     several), and with `group=True` for conditional spaces: each set of parameters that occur together gets its own
     joint density, instead of the conditional ones being sampled independently."""
-    group = conditional(space)
     with warnings.catch_warnings():  # `group` works; Optuna only marks the argument as experimental
         warnings.filterwarnings("ignore", message="Argument ``group`` is an experimental feature",
                                 category=optuna.exceptions.ExperimentalWarning)
-        return TPESampler(seed=settings.seed, n_startup_trials=startup_trials(settings.num_samples),
-                          multivariate=True, group=group)
+        return TPESampler(**tpe_options(settings, space))
+
+
+def tpe_options(settings: RunSettings, space: PinnedSpace) -> dict[str, Any]:
+    """TPESampler's arguments for this search (tpe_sampler says why each)."""
+    return {"seed": settings.seed, "n_startup_trials": startup_trials(settings.num_samples), "multivariate": True,
+            "group": conditional(space)}
 
 
 SAMPLERS = {"tpe": tpe_sampler, "gp": gp_sampler, "random": random_sampler}  # --sampler's choices (arguments.py)
