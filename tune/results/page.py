@@ -169,10 +169,10 @@ def groups_table(report: dict[str, Any], group: str) -> str:
     if not entries:
         return ""
     value = "uar" if "classes" in report else "mae"
-    rows = [[name, entry.get(value), entry.get("ci_low"), entry.get("ci_high"), entry.get("clips")]
-            for name, entry in entries.items()]
+    rows = [[name, entry.get(value), entry.get("ci_low"), entry.get("ci_high"), entry.get("clips"),
+             entry.get("flag", "")] for name, entry in entries.items()]  # flag: e.g. one class, so no UAR
     return (f"<h3>{_text(value)} per {_text(group.replace('_', ' '))}</h3>"
-            + _table([group, value, "95 % low", "95 % high", "clips"], rows))
+            + _table([group, value, "95 % low", "95 % high", "clips", "flag"], rows))
 
 
 def final_section(final: Folder) -> str:
