@@ -32,6 +32,8 @@ CAPTIONS = {  # file in plots/ -> what it shows (also the order on the page)
     "mae_per_word.png": "Test set: mean absolute error per target word.",
     "mae_per_age_band.png": "Test set: mean absolute error per age band.",
 }
+OUT_OF_FOLD_NOTE = ("Selection-optimistic: the winner and its epoch e* were chosen on these same folds, so this "
+                    "estimate runs high; only the held-out test score (tune.final) is unbiased.")
 STYLE = """body{font-family:sans-serif;margin:2em auto;max-width:72em;color:#222}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .5em;
 text-align:right}th{background:#f0f0f0}td.text{text-align:left}figure{display:inline-block;margin:.5em;
@@ -217,7 +219,8 @@ def render(run: Folder | None, final: Folder | None) -> str:
         out_of_fold = run.json("report.json")
         if out_of_fold:
             parts.append(f"<h2>The winner's out-of-fold predictions ({_text(out_of_fold.get('clips'))} development "
-                         f"clips, epoch {_text(out_of_fold.get('epoch'))})</h2>" + metrics_table(out_of_fold))
+                         f"clips, epoch {_text(out_of_fold.get('epoch'))})</h2>" + metrics_table(out_of_fold)
+                         + f'<p class="note">{OUT_OF_FOLD_NOTE}</p>')
     if final is not None:
         parts.append(final_section(final))
     elif run is not None:
