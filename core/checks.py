@@ -36,7 +36,7 @@ from core.registry import CLASSIFICATION, REGRESSION, Registry
 from core.statistics import positive_class
 
 SAM = "sam"
-ONE_CYCLE_MIN_STEPS = 3  # OneCycleLR divides by the length of its rising and falling phases, each >= 1 step
+ONE_CYCLE_MIN_STEPS = 3  # a one-cycle schedule needs steps to rise and to fall, at least one each
 
 
 def check_config(config: Config) -> Config:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # the parser stays light: --help loads no torch, ray or optun
 def bundled_demo() -> Path:
     """The demo manifest: the checkout's data/demo, or where a non-editable install put it (pyproject.toml's
     data-files: <prefix>/share/audiotune/demo)."""
-    checkout = Path(__file__).resolve().parents[1] / "data" / "demo" / "manifest.csv"
+    checkout = Path(__file__).resolve().parents[2] / "data" / "demo" / "manifest.csv"
     installed = [Path(base) / "share" / "audiotune" / "demo" / "manifest.csv"
                  for base in (sysconfig.get_path("data"), site.getuserbase())]
     return next((path for path in (checkout, *installed) if path.is_file()), checkout)
