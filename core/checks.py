@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from core.config import Config, require
+from core.config import Config, all_keys, require
 from core.data.dataset import AudioData
 from core.data.samplers import SAMPLERS
 from core.errors import ConfigError, DataError
@@ -37,7 +37,7 @@ from core.registry import CLASSIFICATION, REGRESSION, Registry
 from core.statistics import positive_class
 
 SAM = "sam"
-ONE_CYCLE_MIN_STEPS = 3  # OneCycleLR divides by the length of its rising and falling phases, each >= 1 step
+ONE_CYCLE_MIN_STEPS = 3  # a one-cycle schedule needs steps to rise and to fall, at least one each
 
 
 def check_config(config: Config) -> Config:
@@ -48,7 +48,26 @@ def check_config(config: Config) -> Config:
     MODELS.get(config.model.name).check(config)
     _task_rules(config)
     _spectrogram_rules(config)
+    _inert_rules(config)
     return config
+
+
+MODEL_SECTIONS = ("features", "augment", "model")  # the sections whose keys a model declares it reads
+
+
+def ignored_keys(config: Config) -> list[str]:
+    """Keys of `features`, `augment` and `model` set away from their default that the chosen model does not read
+    under this config (`ModelSpec.reads`): settings that would be accepted and change nothing."""
+    reads = MODELS.get(config.model.name).reads(config)
+    defaults = Config()
+    return [key for key in all_keys() if key.split(".")[0] in MODEL_SECTIONS and key not in reads
+            and config.get(key) != defaults.get(key)]
+
+
+def _inert_rules(c: Config) -> None:
+    for key in ignored_keys(c):
+        require(False, key, f"model.name={c.model.name!r} does not read it with this config, so it would change "
+                f"nothing; remove it (default: {Config().get(key)!r})", c)
 
 
 def trial_config(params: dict[str, Any], base: dict[str, Any]) -> Config:

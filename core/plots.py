@@ -134,7 +134,9 @@ def group_figure(table: dict[str, dict[str, Any]], group: str, value: str, overa
         axes.errorbar(values[has_interval], positions[has_interval], xerr=np.clip(errors, 0, None), fmt="none",
                       ecolor="black", capsize=3, label="95 % interval (speaker bootstrap)")
     for position, name in zip(positions, names, strict=True):
-        axes.annotate(f" {table[name].get('clips', '')} clips", (0, position), va="center", fontsize=7)
+        flag = table[name].get("flag")  # e.g. one class: no value to draw, said instead of a bar at 0
+        note = f"  {value} undefined: {flag}" if flag else ""
+        axes.annotate(f" {table[name].get('clips', '')} clips{note}", (0, position), va="center", fontsize=7)
     if overall is not None and math.isfinite(overall):
         axes.axvline(overall, color="tab:red", linestyle="--", label=f"all clips {overall:.3f}")
     axes.set_yticks(positions, names)

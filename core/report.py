@@ -21,6 +21,7 @@ from core.statistics import positive_class
 
 BOOTSTRAP = 1000  # draws per interval
 LEVEL = 0.95
+ONE_CLASS = "one class"  # the flag of a group whose clips are all of one class: no UAR
 
 
 def age_bands(ages: np.ndarray, edges: list[float]) -> np.ndarray:
@@ -58,8 +59,10 @@ def _units(rows_units: np.ndarray | None, n: int) -> np.ndarray:
 
 
 def bootstrap_uar(targets: np.ndarray, predictions: np.ndarray, units: np.ndarray | None, classes: int,
-                  rng: np.random.Generator) -> tuple[float, float]:
-    """95 % interval of UAR (over the classes present in each draw) when whole units are resampled."""
+                  rng: np.random.Generator) -> tuple[float, float, int]:
+    """(95 % interval of UAR when whole units are resampled, draws dropped). UAR averages the recall of every class
+    the rows hold: a draw that loses one of them has no UAR (averaging the classes left would score a different
+    quantity), so it is dropped and counted."""
     unit = _units(units, len(targets))
     count = int(unit.max()) + 1
     total = np.zeros((count, classes))
@@ -67,31 +70,32 @@ def bootstrap_uar(targets: np.ndarray, predictions: np.ndarray, units: np.ndarra
     np.add.at(total, (unit, targets), 1)
     np.add.at(correct, (unit, targets), predictions == targets)
     weights = rng.multinomial(count, np.full(count, 1 / count), size=BOOTSTRAP)  # [draws, units]
-    seen, hit = weights @ total, weights @ correct
-    recall = np.divide(hit, seen, out=np.full(seen.shape, np.nan), where=seen > 0)
-    return _interval(_nanmean_rows(recall))
-
-
-def _nanmean_rows(values: np.ndarray) -> np.ndarray:
-    """Row means over the finite entries (NaN for a row with none), without numpy's empty-slice warning."""
-    present = np.isfinite(values)
-    sums = np.where(present, values, 0).sum(axis=1)
-    counts = present.sum(axis=1)
-    return np.divide(sums, counts, out=np.full(len(values), np.nan), where=counts > 0)
+    present = np.unique(targets)
+    seen, hit = (weights @ total)[:, present], (weights @ correct)[:, present]
+    kept = (seen > 0).all(axis=1)
+    uar = (hit[kept] / seen[kept]).mean(axis=1)
+    return (*_interval(uar), int((~kept).sum()))
 
 
 def per_group_uar(targets: np.ndarray, predictions: np.ndarray, groups: np.ndarray, units: np.ndarray | None,
                   classes: int, rng: np.random.Generator) -> dict[str, dict[str, Any]]:
-    """{group: uar, 95 % interval, clips, speakers, clips per class} for each group."""
+    """{group: uar, 95 % interval, clips, speakers, clips per class, bootstrap draws dropped} for each group; a group
+    that lacks a class of the rows has UAR NaN and `flag` "one class" (its clips' recall would read as a UAR)."""
     table = {}
+    present = len(np.unique(targets))
     for group in sorted(np.unique(groups).tolist(), key=str):
         mask = groups == group
         own_units = units[mask] if units is not None else None
-        low, high = bootstrap_uar(targets[mask], predictions[mask], own_units, classes, rng)
-        table[str(group)] = {"uar": recall_average(targets[mask], predictions[mask]), "ci_low": low,
-                             "ci_high": high, "clips": int(mask.sum()),
-                             "speakers": int(len(np.unique(own_units))) if own_units is not None else None,
-                             "per_class": np.bincount(targets[mask], minlength=classes).tolist()}
+        entry: dict[str, Any] = {"uar": math.nan, "ci_low": math.nan, "ci_high": math.nan, "clips": int(mask.sum()),
+                                 "speakers": int(len(np.unique(own_units))) if own_units is not None else None,
+                                 "per_class": np.bincount(targets[mask], minlength=classes).tolist()}
+        if len(np.unique(targets[mask])) < present:  # one class's recall is not a UAR: none, and flagged
+            entry["flag"] = ONE_CLASS
+        else:
+            low, high, dropped = bootstrap_uar(targets[mask], predictions[mask], own_units, classes, rng)
+            entry.update(uar=recall_average(targets[mask], predictions[mask]), ci_low=low, ci_high=high,
+                         bootstrap_dropped=dropped)
+        table[str(group)] = entry
     return table
 
 
@@ -145,12 +149,13 @@ def classification_report(targets: np.ndarray, probabilities: np.ndarray, classe
     is_positive, said_positive = targets == positive, predictions == positive
     metrics["sensitivity"] = float(said_positive[is_positive].mean()) if is_positive.any() else math.nan
     metrics["specificity"] = float((~said_positive)[~is_positive].mean()) if (~is_positive).any() else math.nan
-    low, high = bootstrap_uar(targets, predictions, speakers, len(classes), rng)
+    low, high, dropped = bootstrap_uar(targets, predictions, speakers, len(classes), rng)
     report: dict[str, Any] = {
         "metrics": metrics, "uar_ci": [low, high], "classes": list(classes), "positive_class": classes[positive],
         "confusion_matrix": confusion_matrix(targets, predictions, labels=range(len(classes))).tolist(),
         "clips": int(len(targets)), "bootstrap": {"draws": BOOTSTRAP, "level": LEVEL, "seed": seed,
-                                                  "unit": "speaker" if speakers is not None else "clip"}}
+                                                  "unit": "speaker" if speakers is not None else "clip",
+                                                  "dropped": dropped}}  # draws that lost a class
     for name, labels in groups.items():
         report[f"per_{name}"] = per_group_uar(targets, predictions, labels, speakers, len(classes), rng)
     if threshold is not None and len(classes) == 2:  # its own seeded stream: the tables above stay as they were

@@ -37,6 +37,15 @@ class SearchSpace:
     # than fine-tuning a pretrained encoder does). None: the same function as a real search.
     demo_define: DefineByRun | None = None
 
+    def demo_overrides(self) -> dict[str, Any]:
+        """What --demo adds to the base: `DEMO_OVERRIDES` where this space's model reads them (resnet50 takes no
+        model.size; core.checks refuses an inert setting), then the space's own `demo`."""
+        from core.checks import ignored_keys  # the model registry (torch) only when a demo is asked for
+        from core.config import Config
+
+        inert = set(ignored_keys(Config().with_overrides({**self.base, **DEMO_OVERRIDES})))
+        return {**{k: v for k, v in DEMO_OVERRIDES.items() if k not in inert}, **self.demo}
+
     def define_for(self, demo: bool) -> DefineByRun:
         """The define-by-run function a search uses: the demo ranges under --demo, else the real ones."""
         return self.demo_define if demo and self.demo_define is not None else self.define

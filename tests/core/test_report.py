@@ -3,6 +3,8 @@ and speaker-bootstrap intervals equal to a plain re-computation."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -101,6 +103,8 @@ def test_per_group_uar_counts_the_classes_each_group_holds() -> None:
     predictions = np.array([0, 1, 1, 1, 0, 1])
     groups = np.array(["sun", "sun", "cat", "cat", "key", "key"])
     table = per_group_uar(targets, predictions, groups, None, 2, np.random.default_rng(0))
-    # "key" holds one class only: its UAR is that class's recall, without a warning.
-    assert {g: (row["uar"], row["clips"], row["per_class"]) for g, row in table.items()} == {
-        "cat": (0.5, 2, [1, 1]), "key": (0.5, 2, [0, 2]), "sun": (1.0, 2, [1, 1])}
+    # "key" holds one class only: no UAR (NaN, flagged), without a warning.
+    assert {g: (row["uar"], row["clips"], row["per_class"]) for g, row in table.items() if g != "key"} == {
+        "cat": (0.5, 2, [1, 1]), "sun": (1.0, 2, [1, 1])}
+    assert math.isnan(table["key"]["uar"]) and table["key"]["flag"] == "one class"
+    assert (table["key"]["clips"], table["key"]["per_class"]) == (2, [0, 2])

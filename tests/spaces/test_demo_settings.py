@@ -7,12 +7,12 @@ import optuna
 
 from core.checks import check_config
 from core.config import Config
-from search_spaces import DEMO_OVERRIDES, SPACES, describe, sample_parameters
+from search_spaces import SPACES, describe, sample_parameters
 
 
 def demo_base() -> Config:
     space = SPACES.get("whisper_balancing")
-    return Config().with_overrides({**space.base, **DEMO_OVERRIDES, **space.demo})
+    return Config().with_overrides({**space.base, **space.demo_overrides()})
 
 
 def within(value: object, distributions: list[optuna.distributions.BaseDistribution]) -> bool:

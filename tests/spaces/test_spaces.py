@@ -28,7 +28,7 @@ def test_all_named_spaces_are_registered() -> None:
 def test_every_sample_is_a_valid_config(name: str) -> None:
     """40 random draws of the space (conditional branches included) all validate on top of its base + demo."""
     space = SPACES.get(name)
-    base = Config().with_overrides({**space.base, **DEMO_OVERRIDES, **space.demo})
+    base = Config().with_overrides({**space.base, **space.demo_overrides()})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     suggested: set[str] = set()
     for _ in range(40):

@@ -59,7 +59,7 @@ def test_time_mask_is_bounded_by_the_model_input() -> None:
     waveforms (its masks are refused by the model's own check)."""
     whisper = Config().with_overrides({"data.max_seconds": "1"})
     assert spectrogram_frames(whisper) == 100
-    check_config(whisper.with_overrides({"augment.time_mask": 100}))
+    check_config(whisper.with_overrides({"augment.time_mask": 100, "augment.time_masks": 1}))
     assert failure({"data.max_seconds": "1", "augment.time_mask": 101}).startswith(
         "augment.time_mask=101: must be <= the 100 frames of whisper's input")
     resnet = {"model.name": "resnet50", "model.pretrained": "none", "features.n_mels": 224, "features.n_fft": 1024}
@@ -78,7 +78,8 @@ def test_fft_window_longer_than_the_clip() -> None:
 def test_values_in_their_domain_still_pass() -> None:
     check_config(Config().with_overrides({"data.seed": 2**32 - 1, "train.seed": 0, "data.sample_rate": 8000,
                                           "data.max_seconds": 600, "features.n_fft": 16384, "optim.momentum": 0.99,
-                                          "data.age_bands": "5,3,7", "augment.time_mask": 200}))
+                                          "data.age_bands": "5,3,7", "augment.time_mask": 200,
+                                          "augment.time_masks": 1}))
 
 
 def test_huge_integers_and_non_scalars_are_type_errors_naming_the_key() -> None:

@@ -343,7 +343,6 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
     """Layer the config: defaults < space base < --demo < a run.json's base < flags < `set:` of --config < --set;
     validate it."""
     from core.checks import check_config  # the registries (torch) load once parsing is done
-    from search_spaces import DEMO_OVERRIDES
     _positive(args.num_samples, "--num-samples")
     _positive(args.cpus_per_trial, "--cpus-per-trial", 0.01)
     _positive(args.gpus_per_trial, "--gpus-per-trial", 0)
@@ -362,8 +361,7 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
                         f"--space {space.name}; use --space {args.config_space}, or a settings file without 'base'")
     overrides: dict[str, Any] = dict(space.base)
     if args.demo:
-        overrides.update(DEMO_OVERRIDES)
-        overrides.update(space.demo)
+        overrides.update(space.demo_overrides())  # DEMO_OVERRIDES where the model reads them, then the space's
     overrides.update(args.config_base)  # a run.json's base config (--config)
     data = args.data or (None if "data.manifest" in args.config_base else str(BUNDLED_DEMO))
     if data == str(BUNDLED_DEMO) and not BUNDLED_DEMO.is_file():

@@ -7,8 +7,11 @@ database). `LiveStudy`, a Tune callback on the driver, mirrors the trials into a
 
 - a row for every trial as Tune samples it (WAITING), so trial numbers follow the sampling order;
 - RUNNING when it starts (the real start time), each epoch's fold mean as an intermediate value;
-- COMPLETE with its score, PRUNED when ASHA stopped it before the last epoch, FAIL when it diverged or errored,
-  when it finishes (the real end time); user attributes: the Ray trial id, per-fold scores, std, status, error.
+- COMPLETE with its score when it finishes (the real end time), also when ASHA stopped it before the last epoch:
+  its score is then that of the epochs it ran, as the leaderboard ranks it, and the user attribute `stopped` is
+  "asha" (a PRUNED trial has no value, so the dashboard's history, `study.best_trial` and the importance
+  evaluators would see only the trials that ran to the end); FAIL when it diverged or errored; user attributes:
+  the Ray trial id, per-fold scores, std, status, error.
 
 The database is kept in a local working copy and written through the run's storage (complete-or-nothing, see
 tune/results/complete_files.py) after every change. A resumed search continues the stored database: rows are keyed by
@@ -38,6 +41,7 @@ from tune.results.storage import RunStore
 
 STUDY_FILE = "optuna.db"
 RAY_TRIAL_ID = "ray_trial_id"  # user attribute every row carries: the key that keeps a resumed study free of repeats
+STOPPED = "stopped"  # user attribute of a trial ASHA stopped before its last epoch: "asha"
 FINISHED = (Trial.TERMINATED, Trial.ERROR)
 
 
@@ -49,9 +53,7 @@ def metric_of(key: str) -> str:
 def finished_state(result: dict[str, Any], epochs: int, errored: bool) -> tuple[TrialState, str]:
     """Optuna's state and our status (tune/results/leaderboard.py) of a trial that ended with `result`."""
     status = ERROR if errored else trial_status(None, result, epochs)
-    if status == ERROR:
-        return TrialState.FAIL, status
-    return (TrialState.PRUNED if status == ASHA else TrialState.COMPLETE), status
+    return (TrialState.FAIL if status == ERROR else TrialState.COMPLETE), status
 
 
 def error_text(trial: Trial, result: dict[str, Any]) -> str:
@@ -180,6 +182,8 @@ class LiveStudy(Callback):
         attributes: dict[str, Any] = {"status": status, "error": error_text(trial, result),
                                       "epochs": int(result.get("epoch", 0) or 0),
                                       "score_epoch": int(result.get("score_epoch", 0) or 0)}
+        if status == ASHA:  # COMPLETE with the score of the epochs it ran; the stop said here
+            attributes[STOPPED] = "asha"
         for key, _ in self.objectives:
             metric = metric_of(key)
             attributes[f"{metric}_score"] = _finite_or_none(result.get(key))

@@ -35,6 +35,8 @@ CAPTIONS = {  # file in plots/ -> what it shows (also the order on the page)
     "mae_per_word.png": "Test set: mean absolute error per target word.",
     "mae_per_age_band.png": "Test set: mean absolute error per age band.",
 }
+OUT_OF_FOLD_NOTE = ("Selection-optimistic: the winner and its epoch e* were chosen on these same folds, so this "
+                    "estimate runs high; only the held-out test score (tune.final) is unbiased.")
 STYLE = """body{font-family:sans-serif;margin:2em auto;max-width:72em;color:#222}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .5em;
 text-align:right}th{background:#f0f0f0}td.text{text-align:left}figure{display:inline-block;margin:.5em;
@@ -172,10 +174,10 @@ def groups_table(report: dict[str, Any], group: str) -> str:
     if not entries:
         return ""
     value = "uar" if "classes" in report else "mae"
-    rows = [[name, entry.get(value), entry.get("ci_low"), entry.get("ci_high"), entry.get("clips")]
-            for name, entry in entries.items()]
+    rows = [[name, entry.get(value), entry.get("ci_low"), entry.get("ci_high"), entry.get("clips"),
+             entry.get("flag", "")] for name, entry in entries.items()]  # flag: e.g. one class, so no UAR
     return (f"<h3>{_text(value)} per {_text(group.replace('_', ' '))}</h3>"
-            + _table([group, value, "95 % low", "95 % high", "clips"], rows))
+            + _table([group, value, "95 % low", "95 % high", "clips", "flag"], rows))
 
 
 def operating_point_section(report: dict[str, Any], metadata: dict[str, Any]) -> str:
@@ -270,7 +272,8 @@ def render(run: Folder | None, final: Folder | None) -> str:
         out_of_fold = run.json("report.json")
         if out_of_fold:
             parts.append(f"<h2>The winner's out-of-fold predictions ({_text(out_of_fold.get('clips'))} development "
-                         f"clips, epoch {_text(out_of_fold.get('epoch'))})</h2>" + metrics_table(out_of_fold))
+                         f"clips, epoch {_text(out_of_fold.get('epoch'))})</h2>" + metrics_table(out_of_fold)
+                         + f'<p class="note">{OUT_OF_FOLD_NOTE}</p>')
     if final is not None:
         parts.append(final_section(final))
         if run is not None:  # the other kind of final model of this run, when there is one
