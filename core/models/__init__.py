@@ -60,7 +60,7 @@ def common_keys(config: Config) -> set[str]:
 def whisper_keys(config: Config) -> set[str]:
     m = config.model
     return (common_keys(config) | mask_keys(config) | {"features.n_mels", "features.n_fft", "features.hop_length",
-                                                        "features.normalize", "model.pooling"}
+                                                        "features.normalize", "model.pooling", "model.layers"}
             | ({"model.encoder_cache"} if m.freeze_encoder else {"model.train_positions"}))
 
 
@@ -72,7 +72,7 @@ def resnet_keys(config: Config) -> set[str]:
 
 def wav2vec2_keys(config: Config) -> set[str]:
     """wav2vec2 takes normalised waveforms: no log-mel, no SpecAugment, its own masked mean pooling."""
-    return common_keys(config) | {"model.freeze_feature_encoder"}
+    return common_keys(config) | {"model.freeze_feature_encoder", "model.layers"}
 
 
 def no_pretrained_rules(config: Config) -> None:

@@ -33,7 +33,7 @@ VALUES: dict[str, list[Any]] = {
     "augment.time_mask": [5], "augment.time_masks": [1], "augment.freq_mask": [5], "augment.freq_masks": [1],
     "model.size": ["tiny", "base"], "model.projection_dim": [16], "model.dropout": [0.3],
     "model.freeze_encoder": [True], "model.encoder_cache": [False], "model.freeze_feature_encoder": [False],
-    "model.train_positions": [True], "model.pooling": ["max"],
+    "model.train_positions": [True], "model.pooling": ["max"], "model.layers": ["weighted"],
 }
 NOT_VARIED = {  # key -> where it is tested instead
     "model.name": "the model itself", "model.pretrained": "needs a checkpoint: tests/core/test_whisper.py",
