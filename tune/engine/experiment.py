@@ -8,6 +8,7 @@ checked before Ray starts, and reported as one line with exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import json
@@ -256,14 +257,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_search(argv: Sequence[str] | None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours to print
-    try:
-        settings, space, store, data, args = prepare(argv)
-        lock = store.claim(resume=args.resume, overwrite=args.overwrite)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    with lock:  # held while this process searches: a second run or an --overwrite of this one is refused
-        return search(settings, space, store, data, args)
+    with contextlib.ExitStack() as held:
+        try:
+            settings, space, store, args = parse_settings(argv)
+            held.enter_context(store.reserve())  # the name is ours from now on: a second run is refused at once
+            data = check_data(settings, args.allow_changed_data)
+            lock = store.claim(resume=args.resume, overwrite=args.overwrite)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return error.exit_code
+        with lock:  # held while this process searches: a second run or an --overwrite of this one is refused
+            return search(settings, space, store, data, args)
 
 
 def search(settings: RunSettings, space: SearchSpace, store: RunStore, data: AudioData,
