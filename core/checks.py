@@ -79,6 +79,7 @@ def check_run(config: Config, data: AudioData, training_rows: Sequence[np.ndarra
     """The rules that need the data or the model's files. `training_rows`: the training split of each run to come
     (default: every fold's; final training passes the development rows)."""
     rows = [fold.train for fold in data.splits.folds] if training_rows is None else training_rows
+    _test_size_rule(config, data)
     _split_rules(config, data)
     _schedule_rules(config, (len(split) for split in rows))
     check_source(config.model.pretrained)  # a missing path is named first; a pickle of objects is refused
@@ -174,6 +175,26 @@ def _split_rules(c: Config, data: AudioData) -> None:
             names = ", ".join(repr(data.classes[i]) for i in missing)
             raise DataError(f"{data.manifest.source}: {name} hold no clip of class {names}; every part of the split "
                               "needs every class (check the pre-split files, data.test_size or data.k_fold)")
+
+
+def _test_size_rule(c: Config, data: AudioData) -> None:
+    """The splitter holds out at least one speaker of each class (core/data/splits.py `_hold_out`), so a
+    data.test_size of less than half of one speaker's clips of a class would silently become a much larger test
+    set: refused, with the smallest share that holds one speaker out. Pre-split and recorded splits are the user's."""
+    d = c.data
+    if d.test_file or d.splits_file:
+        return
+    units, unit = (data.speakers, "speaker") if data.speakers is not None else (np.arange(len(data.targets)), "clip")
+    labels = np.zeros(len(data.targets)) if data.regression else data.targets
+    for label in np.unique(labels):
+        rows = labels == label
+        smallest = int(np.unique(units[rows], return_counts=True)[1].min())
+        if d.test_size * rows.sum() < smallest / 2:
+            minimum = math.ceil(smallest / 2 / rows.sum() * 100) / 100
+            of = "" if data.regression else f" of class {data.classes[int(label)]!r}"
+            raise ConfigError(f"data.test_size={d.test_size:g}: less than half of one {unit}'s clips{of} "
+                              f"({smallest} of {int(rows.sum())}); the test set holds at least one {unit} of each "
+                              f"class: use data.test_size >= {minimum:g}")
 
 
 def _schedule_rules(c: Config, training_sizes: Iterable[int]) -> None:

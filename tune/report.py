@@ -16,7 +16,9 @@ from pathlib import Path
 
 from core.command_line import ArgumentParser, check_output_folder, run_command
 from core.errors import UserError
-from tune.results.page import REPORT, report_of, write_report
+from core.settings_files import excerpt
+from tune.results.page import PLOTS, REPORT, Folder, report_of, write_report
+from tune.results.storage import ExperimentInUse, RunStore, is_uri
 
 EXAMPLES = """examples:
   python -m tune.report runs/demo
@@ -50,7 +52,66 @@ def check_out(out: str, overwrite: bool) -> None:
     check_output_folder(path.parent, "--out", [], overwrite)
 
 
+# What the page reads, by file: the JSON type of the file, and of the keys whose values it walks.
+SHAPES: dict[str, tuple[type, dict[str, type]]] = {
+    "best_config.json": (dict, {"validated": dict, "params": dict, "search": dict, "config": dict}),
+    "report.json": (dict, {"metrics": dict, "per_word": dict, "per_age_band": dict, "cv_score": dict,
+                           "confusion_matrix": list, "classes": list, "uar_ci": list}),
+    f"{PLOTS}/skipped.json": (dict, {}),
+}
+KINDS = {dict: "an object", list: "a list"}
+
+
+def check_not_running(location: str) -> None:
+    """A run folder whose search has not written its leaderboard yet: say whether it is still running (its lock is
+    held) or stopped early, instead of "not a run folder"."""
+    folder = Path(location).expanduser()
+    if is_uri(location) or not (folder / "run.json").is_file() or (folder / "leaderboard.csv").is_file():
+        return
+    try:
+        RunStore(str(folder.parent), folder.name).check_free()
+    except ExperimentInUse:
+        raise UserError(f"{location}: the search is still running (its leaderboard.csv is written as it ends); "
+                        "run tune.report again when it has finished") from None
+    except UserError:  # not a name tune.run makes: not one of its run folders either
+        return
+    raise UserError(f"{location}: a search that stopped before writing leaderboard.csv (interrupted, or every trial "
+                    f"failed to start); resume it with tune.run --name {folder.name} --storage {folder.parent} "
+                    "--resume, then run tune.report")
+
+
+def check_shapes(location: str) -> None:
+    """Each JSON file the page reads has the shape tune.run / tune.final write (one line naming the file and key
+    otherwise, not a traceback from inside the page)."""
+    root = Folder(location)
+    for folder in (root, Folder(f"{root.location}/final")):
+        for name, (kind, keys) in SHAPES.items():
+            if not folder.is_dir():
+                continue
+            value = folder.json(name)
+            if value is None:
+                continue
+            where = f"{folder.location}/{name}"
+            if not isinstance(value, kind):
+                raise UserError(f"{where}: expected {KINDS[kind]}, got {excerpt(value)}; not a file tune.run or "
+                                "tune.final wrote")
+            for key, inner in keys.items():
+                if value.get(key) is not None and not isinstance(value[key], inner):
+                    raise UserError(f"{where}: {key!r} is {excerpt(value[key])}, not {KINDS[inner]}; not a file "
+                                    "tune.run or tune.final wrote")
+            for key in ("per_word", "per_age_band"):
+                groups = value.get(key)
+                if isinstance(groups, dict) and not all(isinstance(entry, dict) for entry in groups.values()):
+                    raise UserError(f"{where}: {key!r} holds {excerpt(groups)}, not an object per group")
+            if name.endswith("skipped.json") and not all(isinstance(v, str) for v in value.values()):
+                raise UserError(f"{where}: expected figure names and reasons (text), got {excerpt(value)}")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_not_running(args.folder)
+    check_shapes(args.folder)
+    if args.final:
+        check_shapes(args.final)
     if not args.out:
         if args.overwrite:
             raise UserError("--overwrite is only read with --out (FOLDER/report.html is always redrawn)")

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 
 from core.command_line import ArgumentParser
@@ -90,21 +91,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     return follow(client, job_id, args.address)
 
 
-def follow(client: object, job_id: str, address: str) -> int:
-    """Print the job's log as it grows; the job's final status becomes our exit code."""
-    async def tail() -> None:
-        async for lines in client.tail_job_logs(job_id):  # type: ignore[attr-defined]
-            print(lines, end="", flush=True)
+POLL_SECONDS = 2.0  # between a dropped log stream and the next try; between status polls
+STATUS_TRIES = 30  # consecutive failed status queries (a minute) before the cluster counts as lost
 
-    try:
-        asyncio.run(tail())
-    except KeyboardInterrupt:
-        print(f"\nstopped following; job {job_id} keeps running (ray job stop {job_id} --address {address})",
-              file=sys.stderr)
-        return 130
-    status = str(getattr(client.get_job_status(job_id), "value", ""))  # type: ignore[attr-defined]
+
+def follow(client: object, job_id: str, address: str, poll: float = POLL_SECONDS) -> int:
+    """Print the job's log as it grows; the job's final status becomes our exit code. The log stream (a
+    websocket) can drop while the job runs on (a loaded head closes it, code 1006): it is opened again, and what
+    was already printed is not printed twice (each stream starts from the log's beginning), until the job is in
+    a terminal state."""
+    shown = 0  # characters of the log printed so far
+
+    async def tail() -> None:
+        nonlocal shown
+        seen = 0
+        async for text in client.tail_job_logs(job_id):  # type: ignore[attr-defined]
+            fresh = text[max(0, shown - seen):]
+            seen += len(text)
+            if fresh:
+                print(fresh, end="", flush=True)
+                shown += len(fresh)
+
+    failures = 0
+    dropped = False
+    while True:
+        try:
+            asyncio.run(tail())
+        except KeyboardInterrupt:
+            print(f"\nstopped following; job {job_id} keeps running (ray job stop {job_id} --address {address})",
+                  file=sys.stderr)
+            return 130
+        except Exception as error:  # noqa: BLE001 (websocket/HTTP errors of several libraries: the status decides)
+            if not dropped:
+                print(f"\n(log stream dropped: {str(error).splitlines()[0] if str(error) else type(error).__name__}; "
+                      "following the job again)", file=sys.stderr, flush=True)
+            dropped = True
+        try:
+            status = str(getattr(client.get_job_status(job_id), "value", ""))  # type: ignore[attr-defined]
+            failures = 0
+        except Exception as error:  # noqa: BLE001 (the dashboard may be briefly unreachable under load)
+            failures += 1
+            if failures >= STATUS_TRIES:
+                print(f"error: --address {address}: lost the cluster while following job {job_id} ({error}); it may "
+                      f"still run: ray job status {job_id} --address {address}", file=sys.stderr)
+                return 1
+            status = ""
+        if status in TERMINAL:
+            break
+        time.sleep(poll)
     print(f"job {job_id}: {status}", file=sys.stderr if status != "SUCCEEDED" else sys.stdout, flush=True)
-    return TERMINAL.get(status, 1)
+    return TERMINAL[status]
 
 
 if __name__ == "__main__":

@@ -177,7 +177,9 @@ def read_saved_dataset(folder: Path, path_column: str = "") -> FolderManifest:
     for name, feature in features.items():
         if type(feature).__name__ == "ClassLabel" and name in table.columns:
             names = feature.names
-            table[name] = [names[value] if isinstance(value, int | np.integer) and 0 <= value < len(names)
+            # -1 is ClassLabel's "no label" (Hugging Face test splits are often all -1): missing, never a class
+            table[name] = [None if isinstance(value, int | np.integer) and value == -1 else
+                           names[value] if isinstance(value, int | np.integer) and 0 <= value < len(names)
                            else value for value in table[name]]
     stored = dataset.data.column(column)
     if not _is_audio(features[column]):  # a text column of file paths

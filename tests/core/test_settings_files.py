@@ -10,11 +10,12 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from core.config import load_config_file
+from core.config import Config, load_config_file
 from core.errors import ConfigError
 from core.settings_files import MAX_BYTES, excerpt, read_settings
 from tune.engine.experiment import main as tune_run
@@ -142,3 +143,18 @@ def test_a_run_json_of_another_space_is_refused(tmp_path: Path, capsys: pytest.C
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert f"--config {path}: a run of space '{SPACE}' (its base config), not of --space resnet_focal" in err
+
+
+def test_tune_final_on_a_config_with_a_byte_order_mark(toy_config_factory: Callable[..., Config],
+                                                       tmp_path: Path) -> None:
+    """End to end: trained, then failed on reading the file again, and wrote nothing. Now it writes its folder."""
+    from tune.final import main as tune_final
+
+    config = toy_config_factory(**{"train.epochs": 1})
+    export = {"config": config.to_dict(), "metric": "uar",
+              "validated": {"metric": "uar", "score": 0.6, "std": 0.1, "epoch": 1, "horizon": 1, "folds": [0.6]}}
+    path = tmp_path / "best_config.json"
+    path.write_bytes(codecs.BOM_UTF8 + json.dumps(export).encode())
+    assert tune_final(["--config", str(path), "--out", str(tmp_path / "final")]) == 0
+    report = json.loads((tmp_path / "final" / "report.json").read_text())
+    assert report["cv_score"]["score"] == 0.6 and (tmp_path / "final" / "model.json").is_file()

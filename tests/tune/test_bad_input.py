@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -185,3 +186,34 @@ def test_resources_devices_addresses_and_storage_schemes(tune_run: Callable[...,
     assert "--address 'nowhere': expected auto or HOST:PORT" in tune_run(*SPACE, "--address", "nowhere")
     assert "--storage foo://bucket/runs: cannot open it (Unrecognized filesystem type" in tune_run(
         *SPACE, storage_arg="foo://bucket/runs")
+
+
+def test_a_test_size_below_one_speaker_is_refused_with_the_minimum(tune_run: Callable[..., str]) -> None:
+    """Was: the splitter held out one speaker per class anyway (a far larger test set) and Ray started."""
+    line = tune_run(*SPACE, "--set", "data.test_size=0.01")
+    assert re.fullmatch(r"error: data\.test_size=0\.01: less than half of one speaker's clips of class '\w+' "
+                        r"\(\d+ of \d+\); the test set holds at least one speaker of each class: use data\.test_size "
+                        r">= 0\.\d+", line), line
+
+
+def test_a_missing_pretrained_path_is_named_before_its_rules(tune_run: Callable[..., str]) -> None:
+    """Was: "the pretrained Whisper '/nonexistent' was trained on Whisper's own log-mel; use
+    features.normalize=whisper" (the demo normalises per clip)."""
+    assert tune_run(*SPACE, "--set", "model.pretrained=/nonexistent") == \
+        "error: model.pretrained='/nonexistent': no such file or folder"
+
+
+def test_a_second_search_of_the_same_name_is_refused_at_once(tune_run: Callable[..., str], tmp_path: Path) -> None:
+    """Another tune.run of this --name has passed its checks and is preparing the data (minutes under load): its
+    folder does not exist yet, but the name is held from its first check on."""
+    from tune.results.storage import RunStore
+
+    started = time.monotonic()
+    with RunStore(str(tmp_path / "runs"), "same").reserve():
+        line = tune_run(*SPACE, "--name", "same")
+    assert line.startswith(f"error: experiment {tmp_path / 'runs' / 'same'} is being started or run by another "
+                           f"tune.run (pid {os.getpid()} on ")
+    assert "pick another --name" in line
+    assert time.monotonic() - started < 60
+    with RunStore(str(tmp_path / "runs"), "same").reserve():  # released when the holder is done with it
+        pass

@@ -256,3 +256,23 @@ def test_a_one_trial_demo_search_on_each_layout(layout: str, toy_dataset: Path, 
         assert sorted(keys[fold.train]) == sorted(train) and sorted(keys[fold.valid]) == sorted(valid)
     assert all(key.startswith("sha-" if layout == "save_to_disk" else "audio/s") for key in recorded["test"])
     assert len(list((tmp_path / "cache").glob("*.arrow"))) == 1  # the driver's cache, reused by the trial
+
+
+def test_a_class_label_of_minus_one_is_no_label_never_a_class(toy_dataset: Path, toy_cache_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """-1 is ClassLabel's "no label": it was read as a third class '-1'. Now it is a missing label, which a search
+    refuses naming the row (as an empty label in a CSV)."""
+    from datasets import load_from_disk
+
+    from core.data.sources import read_saved_dataset
+
+    folder = write_saved_dataset(toy_dataset, tmp_path / "full")
+    labels = load_from_disk(str(folder))["label"]
+    unlabelled = load_from_disk(str(folder)).map(lambda row, i: {"label": -1 if i == 4 else labels[i]},
+                                                 with_indices=True)
+    unlabelled.save_to_disk(str(tmp_path / "minus-one"))
+    table = read_saved_dataset(tmp_path / "minus-one").table
+    assert pd.isna(table["label"].iloc[4]) and set(table["label"].dropna()) == {"abnormal", "normal"}
+    config = make_toy_config(tmp_path / "minus-one", toy_cache_dir)
+    with pytest.raises(DataError, match=r"minus-one: row 5 .*target 'label' is empty or NaN \(1 such row"):
+        prepare_data(config)

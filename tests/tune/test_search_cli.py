@@ -290,7 +290,8 @@ def test_resume_refuses_flags_it_would_ignore(search: tuple[Path, subprocess.Com
     common = ["--space", "whisper_balancing", "--name", "it", "--storage", str(folder.parent), "--resume"]
     done = run_cli("tune.run", *common, "--data", "/nonexistent.csv", "--epochs", "9")
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
-        "error: --resume continues 'it' with its stored settings (run.json); --data, --epochs cannot change them: "
-        "drop it, or start a new search under another --name"]
+        "error: --resume continues 'it' with its stored settings (run.json); --data (stored: data.manifest="
+        f"{json.loads((folder / 'run.json').read_text())['base']['data']['manifest']}), --epochs (stored: "
+        "train.epochs=2) cannot change them: drop it, or start a new search under another --name"]
     other = run_cli("tune.run", *common[:1], "whisper_losses", *common[2:])
     assert other.returncode == 2 and "searches space 'whisper_balancing', not 'whisper_losses'" in other.stderr

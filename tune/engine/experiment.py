@@ -8,6 +8,7 @@ checked before Ray starts, and reported as one line with exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import json
@@ -27,7 +28,7 @@ from ray.tune import ResultGrid, Tuner
 
 from core.checks import check_run, trial_config
 from core.command_line import plain_json
-from core.config import Config
+from core.config import Config, parse_assignment
 from core.data.dataset import AudioData, CheckedData, prepare_data
 from core.data.recorded import record
 from core.errors import ConfigError, UserError
@@ -145,9 +146,9 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace
     if args.list_spaces:
         print(list_spaces())
         raise SystemExit(0)
-    if not args.space:
+    if not args.space and not args.resume:  # a resumed search's space is in its run.json
         raise UserError("--space is required (see --list-spaces)")
-    space = SPACES.get(args.space)
+    space = SPACES.get(args.space) if args.space else None
     if args.resume:
         if args.name is None:
             raise UserError("--resume needs the --name of the experiment to continue")
@@ -160,7 +161,9 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace
                             "Tune saved any); start it again with --overwrite")
         settings = RunSettings.from_json(store.read_bytes(SETTINGS_FILE), store.display(SETTINGS_FILE))
         check_resume_flags(args, settings)
+        space = SPACES.get(settings.space)
     else:
+        assert space is not None
         settings = settings_from_args(args, space)
         store = RunStore(args.storage, settings.name)
         if store.exists() and not args.overwrite:
@@ -182,20 +185,67 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace
     return settings, space, store, args
 
 
+# Flags that set a run.json field directly (the rest set config keys of its base).
+RESUME_FIELDS = {"num_samples": "num_samples", "cpus_per_trial": "cpus_per_trial", "gpus_per_trial": "gpus_per_trial",
+                 "max_concurrent": "max_concurrent", "grace_period": "grace_period", "seed": "seed", "demo": "demo",
+                 "fold_parallel": "fold_parallel", "log_to": "log_to", "mlflow_uri": "mlflow_uri",
+                 "objective": "objectives"}
+RESUME_KEYS = {"data": "data.manifest", "audio_root": "data.audio_root", "target": "data.target",
+               "path_column": "data.path_column", "speaker_column": "data.speaker_column",
+               "word_column": "data.word_column", "age_column": "data.age_column", "k_fold": "data.k_fold",
+               "epochs": "train.epochs"}
+RESUME_KEPT = {"space", "name", "storage", "address", "resume", "allow_changed_data", "config", "config_space"}
+
+
 def check_resume_flags(args: argparse.Namespace, settings: RunSettings) -> None:
-    """`--resume` continues the stored run as it was (run.json): a flag that would change it is refused, not
-    silently dropped."""
-    if args.space != settings.space:
+    """`--resume` continues the stored run as it was (run.json). The same command with --resume appended is
+    accepted: a flag equal to what is stored changes nothing. A flag that would change it is refused, naming the
+    stored value, not silently dropped. --space may be left out (run.json has it)."""
+    if args.space is not None and args.space != settings.space:
         raise UserError(f"--resume: experiment {settings.name!r} searches space {settings.space!r}, not "
                         f"{args.space!r}")
-    defaults = build_parser().parse_args(["--space", args.space])
-    kept = {"space", "name", "storage", "address", "resume", "allow_changed_data", "config_base", "config_set",
-            "config_space"}
-    changed = sorted(key for key, value in vars(args).items() if key not in kept and value != getattr(defaults, key))
-    if changed:
-        flags = ", ".join("--" + key.replace("_", "-") for key in changed)
-        raise UserError(f"--resume continues {settings.name!r} with its stored settings (run.json); {flags} cannot "
-                        "change them: drop it, or start a new search under another --name")
+    defaults = build_parser().parse_args([])
+    given = sorted(key for key, value in vars(args).items()
+                   if key not in RESUME_KEPT and value != getattr(defaults, key))
+    if not given:
+        return
+    # What these flags would start as a new search, compared with what is stored, flag by flag.
+    as_new = argparse.Namespace(**{**vars(args), "space": settings.space})
+    would = settings_from_args(as_new, SPACES.get(settings.space))
+    stored, new = settings.config, would.config
+    differing: list[str] = []
+    for key in given:
+        flag = "--" + key.replace("_", "-")
+        if key in RESUME_FIELDS:
+            field_ = RESUME_FIELDS[key]
+            old, now = getattr(settings, field_), getattr(would, field_)
+            if key == "objective":  # one objective is train.metric, several are listed
+                old, now = (old or [stored.train.metric]), (now or [new.train.metric])
+            if key == "seed":
+                old, now = (old, stored.data.seed, stored.train.seed), (now, new.data.seed, new.train.seed)
+            if old != now:
+                differing.append(f"{flag} (stored: {_stored(old)})")
+        elif key in RESUME_KEYS:
+            if stored.get(RESUME_KEYS[key]) != new.get(RESUME_KEYS[key]):
+                differing.append(f"{flag} (stored: {RESUME_KEYS[key]}={_stored(stored.get(RESUME_KEYS[key]))})")
+        else:  # --set, and the config keys of a --config file (its set:/base:)
+            keys = ({parse_assignment(text)[0] for text in args.overrides} if key == "overrides" else
+                    set(getattr(args, key)))
+            label = "--set" if key == "overrides" else f"--config {args.config}"
+            differing.extend(f"{label} {k} (stored: {k}={_stored(stored.get(k))})" for k in sorted(keys)
+                             if stored.get(k) != new.get(k))
+    if differing:
+        raise UserError(f"--resume continues {settings.name!r} with its stored settings (run.json); "
+                        f"{', '.join(sorted(set(differing)))} cannot change them: drop it, or start a new search "
+                        "under another --name")
+
+
+def _stored(value: object) -> str:
+    if isinstance(value, tuple):  # --seed: the one seed, as stored
+        value = value[0]
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value) or "none"
+    return "none" if value in (None, "") else str(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -208,14 +258,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_search(argv: Sequence[str] | None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours to print
-    try:
-        settings, space, store, data, args = prepare(argv)
-        lock = store.claim(resume=args.resume, overwrite=args.overwrite)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    with lock:  # held while this process searches: a second run or an --overwrite of this one is refused
-        return search(settings, space, store, data, args)
+    with contextlib.ExitStack() as held:
+        try:
+            settings, space, store, args = parse_settings(argv)
+            held.enter_context(store.reserve())  # the name is ours from now on: a second run is refused at once
+            data = check_data(settings, args.allow_changed_data)
+            lock = store.claim(resume=args.resume, overwrite=args.overwrite)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return error.exit_code
+        with lock:  # held while this process searches: a second run or an --overwrite of this one is refused
+            return search(settings, space, store, data, args)
 
 
 def search(settings: RunSettings, space: SearchSpace, store: RunStore, data: AudioData,

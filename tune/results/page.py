@@ -145,7 +145,8 @@ def leaderboard_section(run: Folder) -> tuple[str, str]:
     fixed = ["rank", "trial_id", "status", "feasible", f"{metric}_score", f"{metric}_std", f"{metric}_folds",
              "score_epoch", "epochs"]
     params = [column for column in table.columns if "." in column]
-    columns = [c for c in fixed if c in table.columns] + params + (["error"] if table["error"].notna().any() else [])
+    errors = "error" in table and table["error"].notna().any()  # only some leaderboards have the column
+    columns = [c for c in fixed if c in table.columns] + params + (["error"] if errors else [])
     rows = [[None if pd.isna(v) else v for v in row] for row in table[columns].itertuples(index=False)]
     header = [c.split(".")[-1] if "." in c else c for c in columns]
     return (f"<h2>Leaderboard ({len(table)} trials, best first; score: fold-mean valid {_text(metric)} at e*)"

@@ -157,6 +157,33 @@ class RunStore:
         handle.flush()
         return handle
 
+    def reserve(self) -> AbstractContextManager[Any]:
+        """Hold this experiment's name on this machine from the first checks on, before the folder exists (the data
+        checks take minutes under load): a second tune.run of the same --name is refused at once, in one line. The
+        lock file lives in the machine's temp folder, not in --storage, so a run refused for bad input has written
+        nothing there; the kernel drops the lock when the process ends."""
+        import hashlib
+        import tempfile
+
+        if is_uri(self.storage):
+            return contextlib.nullcontext()
+        folder = Path(tempfile.gettempdir()) / "audiotune-locks"
+        folder.mkdir(mode=0o1777, exist_ok=True)  # shared by the machine's users, like /tmp itself
+        key = hashlib.sha256(os.path.realpath(self.path).encode()).hexdigest()[:32]
+        handle = open(folder / f"{key}.lock", "a+b")  # noqa: SIM115 (kept open: closing it releases the lock)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().decode(errors="replace").strip() or "another process"
+            handle.close()
+            raise UserError(f"experiment {self.location} is being started or run by another tune.run ({holder}); "
+                            "wait for it, --resume it once it has stopped, or pick another --name") from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}".encode())
+        handle.flush()
+        return handle
+
     def check_free(self) -> None:
         """Refuse now (before the data checks) to resume or overwrite a search that is still running."""
         if not is_uri(self.storage) and Path(self.path, LOCK).is_file():  # no lock file: nobody holds it
