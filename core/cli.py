@@ -187,7 +187,7 @@ def output_files(config: Config, eval_only: bool, fold: int | None) -> list[str]
 def run(args: argparse.Namespace) -> None:
     from core.checks import check_run
     from core.data.dataset import prepare_data
-    from core.device_checks import check_device
+    from core.devices import check_device
     from core.model_folder import read_model_folder
 
     if args.eval_only != bool(args.checkpoint):

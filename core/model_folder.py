@@ -40,8 +40,7 @@ from core.calibration import apply_temperature
 from core.command_line import write_json
 from core.config import Config, load_config_file
 from core.data.dataset import AudioData, clips_for_inference
-from core.device_checks import check_device, loading_device
-from core.devices import resolve_device
+from core.devices import check_device, loading_device, resolve_device
 from core.errors import UserError
 from core.evaluate import predict, score
 from core.models import MODELS

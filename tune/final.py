@@ -330,7 +330,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from core.checks import check_config, check_final_training, check_run
     from core.data.dataset import prepare_data
     from core.data.recorded import beside_config
-    from core.device_checks import check_device
+    from core.devices import check_device
     from core.model_folder import FILES, data_for_model, decision_of, read_model_folder, save_model_folder
     from core.models.layers import learned_layer_weights
     from core.plots import PLOTS, write_final_plots

@@ -190,7 +190,7 @@ def check_not_an_input(out: Path, model: Path, data: Path) -> None:
 # --- the command -----------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
     from core.data.dataset import clips_for_inference
-    from core.device_checks import check_device
+    from core.devices import check_device
     from core.model_folder import evaluate_model, read_model_folder, uses_covariates
     from core.report import positive_class
 
