@@ -188,7 +188,8 @@ def check_resume_flags(args: argparse.Namespace, settings: RunSettings) -> None:
         raise UserError(f"--resume: experiment {settings.name!r} searches space {settings.space!r}, not "
                         f"{args.space!r}")
     defaults = build_parser().parse_args(["--space", args.space])
-    kept = {"space", "name", "storage", "address", "resume", "allow_changed_data", "config_base", "config_set"}
+    kept = {"space", "name", "storage", "address", "resume", "allow_changed_data", "config_base", "config_set",
+            "file_constraints"}
     changed = sorted(key for key, value in vars(args).items() if key not in kept and value != getattr(defaults, key))
     if changed:
         flags = ", ".join("--" + key.replace("_", "-") for key in changed)
