@@ -402,11 +402,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         card = model_card(config, data, loaded.stats, report, evidence)
         if trained_members:  # each fold model a model folder of its own inside the ensemble's
             names = [f"fold{fold.index}" for fold in data.splits.folds]
-            for name, (model, featurizer, stats), fold in zip(names, trained_members, data.splits.folds,
-                                                               strict=True):
+            for member, (model, featurizer, stats), fold in zip(names, trained_members, data.splits.folds,
+                                                                 strict=True):
                 trained_on = {**card["trained_on"], "rows": f"fold {fold.index}'s training rows",
                               "clips": int(len(fold.train))}
-                save_model_folder(out / name, model, featurizer, config, stats, {**card, "trained_on": trained_on})
+                save_model_folder(out / member, model, featurizer, config, stats, {**card, "trained_on": trained_on})
             save_model_folder(out, None, None, config, loaded.stats, card, blocks, ensemble=names)
         else:
             save_model_folder(out, loaded.model, loaded.featurizer, config, loaded.stats, card, blocks)

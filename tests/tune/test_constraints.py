@@ -105,3 +105,19 @@ def test_the_bundled_demo_is_found_in_a_checkout() -> None:
     from tune.engine.arguments import bundled_demo
 
     assert bundled_demo() == ROOT / "data" / "demo" / "manifest.csv" and bundled_demo().is_file()
+
+
+def test_constraints_come_back_from_a_settings_file(tmp_path: Path) -> None:
+    """A run.json holds `constraints` (a list); a YAML file may give one `constraint`: both are --constraint."""
+    from tune.engine.arguments import parse_args
+
+    (tmp_path / "run.json").write_text(json.dumps({"constraints": ["uar_age_gap<=0.1", "uar_speaker_p10>=0.5"]}))
+    assert parse_args(["--config", str(tmp_path / "run.json")]).constraints == ["uar_age_gap<=0.1",
+                                                                                "uar_speaker_p10>=0.5"]
+    (tmp_path / "search.yaml").write_text("constraint: uar_age_gap<=0.2\n")
+    assert parse_args(["--config", str(tmp_path / "search.yaml")]).constraints == ["uar_age_gap<=0.2"]
+    assert parse_args(["--config", str(tmp_path / "search.yaml"), "--constraint", "uar_age_gap<=0.3"]
+                      ).constraints == ["uar_age_gap<=0.3"]  # the command line wins, as for every flag
+    (tmp_path / "bad.json").write_text(json.dumps({"constraints": [1]}))
+    with pytest.raises(UserError, match="constraints must be a bound"):
+        parse_args(["--config", str(tmp_path / "bad.json")])

@@ -200,7 +200,9 @@ def test_fold_models_come_from_the_checkpoint_or_are_trained_again(run_folder: P
         capsys.readouterr()
         assert tune_final(["--config", str(run_folder / "best_config.json"), "--model", "folds", "--out",
                            str(tmp_path / "again")]) == 0
-        assert "no checkpoint of trial toy in the run folder; training the 3 folds again" in capsys.readouterr().out
+        said = capsys.readouterr().out
+        assert "no checkpoint of trial toy in the run folder; training the 3 folds again" in said
+        assert f"wrote {tmp_path / 'again' / 'report.json'} and the model folder" in said
     finally:
         (tmp_path / "trial_toy").rename(run_folder / "trial_toy")
     for name in ("fold0", "fold1", "fold2"):

@@ -100,7 +100,8 @@ def test_export_is_the_winner_and_its_validated_recipe(search: tuple[Path, subpr
 
 
 SEARCH_PLOTS = ["optimisation_history.png", "learning_curves.png", "slice.png", "param_importances.png"]
-FINAL_PLOTS = ["confusion_matrix.png", "roc_curve.png", "uar_per_word.png", "uar_per_age_band.png"]
+FINAL_PLOTS = ["confusion_matrix.png", "roc_curve.png", "reliability_diagram.png", "uar_per_word.png",
+               "uar_per_age_band.png"]  # the reliability diagram: calibrated on the out-of-fold predictions
 
 
 def sampling_order(folder: Path) -> dict[str, int]:

@@ -133,12 +133,14 @@ def build_parser() -> ArgumentParser:
                    help="with --resume: continue although the manifest changed since the search recorded its "
                         "split (splits.json); clips it does not know are left out")
     # What --config FILE adds beneath the flags: a run.json's base config, and config keys set like --set.
-    p.set_defaults(config_base={}, config_set={}, config_space=None)  # config_space: the space of a run.json
+    # config_space: the space of a run.json; file_constraints: its --constraint bounds, which a --constraint on the
+    # command line replaces (an append flag's default would be appended to, and mutated)
+    p.set_defaults(config_base={}, config_set={}, config_space=None, file_constraints=[])
     return p
 
 
 # --- --config FILE ------------------------------------------------------------------------------------------------
-FILE_ONLY_KEYS = ("set", "base", "pinned", "created", "objectives")  # all but `set`: the fields of a run.json
+FILE_ONLY_KEYS = ("set", "base", "pinned", "created", "objectives", "constraints")  # but `set`: run.json's fields
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -148,6 +150,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.config:
         parser.set_defaults(**read_settings_file(Path(args.config), parser))
         args = parser.parse_args(argv)
+    if args.constraints is None and args.file_constraints:
+        args.constraints = list(args.file_constraints)
     return args
 
 
@@ -181,6 +185,11 @@ def read_settings_file(path: Path, parser: argparse.ArgumentParser) -> dict[str,
                 raise UserError(f"{path}: objectives must be a list of metric names, got {excerpt(value)}")
             if value:
                 values["objective"] = ",".join(value)
+        elif name in ("constraints", "constraint"):  # a run.json's --constraint list, or a file's one bound
+            items = [value] if isinstance(value, str) else value
+            if not (isinstance(items, list) and all(isinstance(item, str) for item in items)):
+                raise UserError(f"{path}: {name} must be a bound (METRIC<=X) or a list of them, got {value!r:.60}")
+            values["file_constraints"] = list(items)
         elif name in flags:
             values[flags[name].dest] = _flag_value(path, name, flags[name], value)
         else:

@@ -189,12 +189,13 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[RunSettings, SearchSpace
 RESUME_FIELDS = {"num_samples": "num_samples", "cpus_per_trial": "cpus_per_trial", "gpus_per_trial": "gpus_per_trial",
                  "max_concurrent": "max_concurrent", "grace_period": "grace_period", "seed": "seed", "demo": "demo",
                  "fold_parallel": "fold_parallel", "log_to": "log_to", "mlflow_uri": "mlflow_uri",
-                 "objective": "objectives"}
+                 "objective": "objectives", "constraints": "constraints", "sampler": "sampler"}
 RESUME_KEYS = {"data": "data.manifest", "audio_root": "data.audio_root", "target": "data.target",
                "path_column": "data.path_column", "speaker_column": "data.speaker_column",
                "word_column": "data.word_column", "age_column": "data.age_column", "k_fold": "data.k_fold",
                "epochs": "train.epochs"}
-RESUME_KEPT = {"space", "name", "storage", "address", "resume", "allow_changed_data", "config", "config_space"}
+RESUME_KEPT = {"space", "name", "storage", "address", "resume", "allow_changed_data", "config", "config_space",
+               "file_constraints"}
 
 
 def check_resume_flags(args: argparse.Namespace, settings: RunSettings) -> None:
