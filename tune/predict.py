@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pandas, torch and the data layer load once the command line
     from core.config import Config
     from core.data.cache import WaveformStore
     from core.data.manifest import Manifest
+    from core.data.sources import EmbeddedAudio
     from core.model_folder import ModelFolder
 
 EXAMPLES = """examples:
@@ -94,11 +95,19 @@ def read_clips(data: Path, audio_root: str | None, config: Config, regression: b
     """The clips to score, through the training loader (core/data/manifest.py) with labels optional: a manifest, an
     audiofolder, a `save_to_disk` folder, or a folder of audio files. Every clip's header is read here: an unreadable
     one is a DataError naming it, before any decoding or model work."""
+    import dataclasses
+
     from core.data.dataset import manifest_columns
     from core.data.manifest import load_manifest
+    from core.data.sources import AUDIOFOLDER_PATH
 
-    return load_manifest(data, config.data.target, audio_root, regression=regression,
-                         columns=manifest_columns(config), labelled=False)
+    manifest = load_manifest(data, config.data.target, audio_root, regression=regression,
+                             columns=manifest_columns(config), labelled=False)
+    written = manifest.written
+    if "path" not in written.columns:  # an audiofolder names its clips in file_name (or data.path_column)
+        column = next(name for name in (config.data.path_column, AUDIOFOLDER_PATH) if name in written.columns)
+        manifest = dataclasses.replace(manifest, written=written.rename(columns={column: "path"}))
+    return manifest
 
 
 def with_covariates(manifest: Manifest, age: float | None, word: str | None) -> Manifest:
@@ -219,7 +228,8 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         cache = args.cache_dir or scratch
         data = clips_for_inference(manifest, folder.classes, folder.words, uses_covariates(config),
                                    folder.regression,
-                                   waveforms=lambda paths: decode(folder, paths, cache, kept=bool(args.cache_dir)))
+                                   waveforms=lambda paths: decode(folder, paths, cache, kept=bool(args.cache_dir),
+                                                                  embedded=manifest.embedded))
         loaded = folder.load(args.device)  # None: where it was trained if this machine has it, else auto
         rows = np.arange(len(manifest), dtype=np.int64)
         evaluation = evaluate_model(loaded, data, rows, labelled=labelled, report=config if labelled else None,
@@ -271,13 +281,15 @@ def decision_line(folder: ModelFolder, override: float | None) -> tuple[float | 
     return stored, positive
 
 
-def decode(folder: ModelFolder, paths: list[str], cache_dir: str, kept: bool) -> WaveformStore:
-    """The clips decoded with the model's own settings, by the training decoder (core/data/audio.py)."""
+def decode(folder: ModelFolder, paths: list[str], cache_dir: str, kept: bool,
+           embedded: EmbeddedAudio | None = None) -> WaveformStore:
+    """The clips decoded with the model's own settings, by the training decoder (core/data/audio.py); `embedded`:
+    the clips a save_to_disk dataset holds as bytes."""
     from core.data.cache import open_cache
 
     settings = folder.decoding
     return open_cache(paths, int(settings["sample_rate"]), float(settings["max_seconds"]), cache_dir,
-                      progress=print if kept else None)
+                      progress=print if kept else None, embedded=embedded)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

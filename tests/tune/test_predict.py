@@ -256,3 +256,22 @@ def test_a_pretrained_model_loads_without_its_checkpoint(tiny_whisper: Path, toy
     with torch.no_grad():
         torch.testing.assert_close(forward_batch(loaded.model, loaded.featurizer, batch)["logits"],
                                    forward_batch(model, featurizer, batch)["logits"])
+
+
+def test_predict_reads_the_hugging_face_layouts_as_training_does(conditioned: Path, toy_dataset: Path,
+                                                                 tmp_path: Path) -> None:
+    """An audiofolder's metadata.csv (its ages and words) and a save_to_disk folder (clips as bytes) go through the
+    training loader: the conditioned model scores them as it scores the CSV manifest of the same clips."""
+    from support.hf_layouts import write_audiofolder, write_saved_dataset
+
+    def predicted(data: Path) -> pd.DataFrame:
+        out = tmp_path / f"{data.name}.csv"
+        assert tune_predict(["--model", str(conditioned), "--data", str(data), "--out", str(out)]) == 0
+        return pd.read_csv(out).sort_values("p_abnormal").reset_index(drop=True)
+
+    expected = predicted(toy_dataset)
+    for layout in (write_audiofolder(toy_dataset, tmp_path / "audiofolder"),
+                   write_saved_dataset(toy_dataset, tmp_path / "saved")):
+        got = predicted(layout)
+        np.testing.assert_allclose(got["p_abnormal"], expected["p_abnormal"], atol=1e-6)
+        assert got["age"].tolist() == expected["age"].tolist()  # the ages came from the layout's own table
