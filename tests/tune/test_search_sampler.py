@@ -44,7 +44,7 @@ def test_group_only_for_conditional_spaces(toy_dataset: Path) -> None:
     assert not conditional(PinnedSpace("whisper_balancing", {}, True))
     # a pinned branch leaves one set of parameters: nothing conditional is left to group
     assert not conditional(PinnedSpace("whisper_sam", {"optim.sam_base": "adamw"}, True))
-    assert build_searcher(settings(toy_dataset, space="whisper_balancing"))._sampler._group is False
+    assert build_searcher(settings(toy_dataset, "--sampler", "tpe", space="whisper_balancing"))._sampler._group is False
 
 
 def first_configs(run: RunSettings, trials: int) -> list[dict]:
