@@ -178,7 +178,7 @@ def main() -> None:
         "weights": Path(args.weights).name, "clips": int(len(data.targets)), "folds": args.folds,
         "epochs": args.epochs, "batch_size": config.train.batch_size, "threads": 1,
         "encoder_pass_and_first_epoch_seconds": round(encoder_pass, 2),
-        "own_arithmetic_seconds": round(own, 3),
+        "own_arithmetic_seconds": round(own, 4),
         "train_fold_seconds": round(in_process, 3),
         "train_fold_parts_seconds": {**{key: round(value, 3) for key, value in parts.items()},
                                      "rest_training_loop": round(in_process - sum(parts.values()), 3)},

@@ -93,7 +93,7 @@ class ModelConfig:
     freeze_feature_encoder: bool = True  # wav2vec2: keep the convolutional feature encoder fixed
     train_positions: bool = False  # whisper: train the positional table (fixed sinusoids in Whisper: frozen)
     pooling: str = "audio"  # whisper: audio (mean of real-audio frames, no padding) | max (their max) | mean (all)
-    layers: str = "last"  # whisper, wav2vec2: last | weighted (learned softmax over all layers) | N (0: embeddings)
+    layers: str = "last"  # whisper, wav2vec2: last | middle | weighted (learned softmax over all) | N (0: embeddings)
 
 
 @dataclass
@@ -403,8 +403,8 @@ def _model_rules(c: Config) -> None:
     require(m.projection_dim <= MAX_WIDTH, "model.projection_dim", f"must be <= {MAX_WIDTH}", c)
     require(0 <= m.dropout < 1, "model.dropout", "must be in [0, 1)", c)
     require(m.head in ("classifier", "regressor"), "model.head", "must be classifier or regressor", c)
-    require(m.layers in ("last", "weighted") or m.layers.strip().isdigit(), "model.layers",
-            "must be last, weighted or a layer index (0: the embeddings)", c)
+    require(m.layers in ("last", "middle", "weighted") or m.layers.strip().isdigit(), "model.layers",
+            "must be last, middle, weighted or a layer index (0: the embeddings)", c)
     require(m.layers == "last" or m.name in ("whisper", "wav2vec2"), "model.layers",
             "only whisper and wav2vec2 have encoder layers to choose from; use last", c)
 

@@ -4,7 +4,6 @@ learned weighted sum of all, or a middle one) and conditioning searched."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import optuna
@@ -13,14 +12,14 @@ from search_spaces.space import SearchSpace, register
 from search_spaces.whisper_losses import suggest_loss
 
 
-def define(trial: optuna.Trial, middle: tuple[str, ...] = ("3",)) -> dict[str, Any]:
+def define(trial: optuna.Trial) -> dict[str, Any]:
     trial.suggest_float("optim.lr", 1e-4, 1e-2, log=True)  # a head alone takes larger steps than a fine-tuned encoder
     trial.suggest_float("optim.weight_decay", 1e-4, 1e-1, log=True)
     trial.suggest_categorical("model.projection_dim", [64, 128, 256, 512])
     trial.suggest_float("model.dropout", 0.0, 0.5)
     trial.suggest_categorical("model.pooling", ["mean", "audio"])  # one cache holds both
-    # One cache holds every layer too; 3 is a middle layer of whisper-base (6) and exists in whisper-tiny (4).
-    trial.suggest_categorical("model.layers", ["last", "weighted", *middle])
+    # One cache holds every layer too; middle: layer N // 2 of N, often more phonetic than the last.
+    trial.suggest_categorical("model.layers", ["last", "weighted", "middle"])
     trial.suggest_categorical("features.conditioning", ["none", "embed"])  # embed joins at the head: still cached
     return suggest_loss(trial)
 
@@ -35,5 +34,4 @@ SPACE = register(SearchSpace(
     base={"model.name": "whisper", "model.pretrained": "openai/whisper-base", "model.freeze_encoder": True,
           "data.k_fold": 5, "train.epochs": 20, "train.batch_size": 32, "optim.warmup_ratio": 0.05},
     define=define,
-    demo_define=functools.partial(define, middle=()),  # --demo's micro Whisper has layers 0..2 only
 ))

@@ -1,5 +1,6 @@
-"""Which encoder layers the head hears (`model.layers`): `last`, one layer by `<index>`, or `weighted`, a learned
-softmax over all of them (SUPERB's standard probe; initialised uniform).
+"""Which encoder layers the head hears (`model.layers`): `last`, one layer by `<index>`, `middle` (layer N // 2 of
+N: the same choice for encoders of any depth, as a search space needs), or `weighted`, a learned softmax over all
+of them (SUPERB's standard probe; initialised uniform).
 
 A speech encoder's last layer is often not its most phonetic one, and articulation errors are phonetic. Layer 0 is
 the input to the first transformer layer (the embeddings), layer N the encoder's output (`last_hidden_state`, so
@@ -18,16 +19,17 @@ from torch import nn
 
 from core.errors import ConfigError
 
-LAYER_CHOICES = ("last", "weighted")
+LAYER_CHOICES = ("last", "middle", "weighted")
 
 
 def parse_layers(value: str) -> str | int:
-    """`last`, `weighted` or a layer index (int >= 0); ConfigError naming the field otherwise."""
+    """`last`, `middle`, `weighted` or a layer index (int >= 0); ConfigError naming the field otherwise."""
     if value in LAYER_CHOICES:
         return value
     if value.strip().isdigit():
         return int(value)
-    raise ConfigError(f"model.layers={value!r}: must be last, weighted or a layer index (0: the embeddings)")
+    raise ConfigError(f"model.layers={value!r}: must be last, middle, weighted or a layer index (0: the "
+                      "embeddings)")
 
 
 def check_layer_index(value: str, layers: int, source: str) -> None:
@@ -40,7 +42,7 @@ def check_layer_index(value: str, layers: int, source: str) -> None:
 
 class LayerMix(nn.Module):
     """[B, selected layers, d] pooled outputs -> [B, d]. `weighted` holds the trained softmax logits
-    (`layer_weights`, zeros: uniform); `last` and an index select one layer and hold no parameters."""
+    (`layer_weights`, zeros: uniform); `last`, `middle` and an index select one layer and hold no parameters."""
 
     def __init__(self, choice: str, layers: int) -> None:
         super().__init__()
@@ -53,7 +55,8 @@ class LayerMix(nn.Module):
         """The layers (0..N) this mix reads."""
         if self.choice == "weighted":
             return list(range(self.count))
-        return [self.count - 1 if self.choice == "last" else int(self.choice)]
+        named = {"last": self.count - 1, "middle": (self.count - 1) // 2}
+        return [named[self.choice] if self.choice in named else int(self.choice)]
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         if self.choice != "weighted":

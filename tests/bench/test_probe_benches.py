@@ -47,6 +47,6 @@ def test_probe_trial_prints_both_times_and_their_ratio(toy_dataset: Path, tiny_w
     report = json.loads(done.stdout)
     assert report["own_arithmetic_seconds"] > 0 and len(report["search_trial_seconds"]) == 1
     assert report["ratio"] == pytest.approx(report["search_trial_seconds"][0] / report["own_arithmetic_seconds"],
-                                            rel=0.02)
+                                            rel=0.05)  # both rounded in the JSON
     assert set(report["train_fold_parts_seconds"]) == {"build_model", "open_cache", "evaluation", "snapshots",
                                                        "rest_training_loop"}

@@ -68,6 +68,9 @@ def test_weighted_with_one_hot_weights_is_that_layer(toy_config_factory: Callabl
     torch.testing.assert_close(top, last, atol=0, rtol=0)  # layer N is the encoder's output: `last`
     first, _ = outputs(base.with_overrides({"model.layers": "0"}), data, state)
     assert (first - last).abs().max() > 1e-3  # and the layers really differ
+    middle, _ = outputs(base.with_overrides({"model.layers": "middle"}), data, state)
+    one, _ = outputs(base.with_overrides({"model.layers": "1"}), data, state)
+    torch.testing.assert_close(middle, one, atol=0, rtol=0)  # layer N // 2 of N = 2
 
 
 def test_weighted_starts_uniform_and_learns(probe_config: Callable[..., Config]) -> None:
@@ -111,7 +114,7 @@ def test_the_cache_holds_every_layer(probe_config: Callable[..., Config], tmp_pa
 
 
 @pytest.mark.parametrize(("overrides", "field"), [
-    ({"model.layers": "middle"}, "model.layers"),
+    ({"model.layers": "top"}, "model.layers"),
     ({"model.layers": "-1"}, "model.layers"),
     ({"model.layers": "weighted", "model.name": "resnet50"}, "model.layers"),
 ])

@@ -25,6 +25,8 @@ def test_every_draw_is_a_valid_config(name: str, demo: bool) -> None:
             seen.setdefault(key, set()).add(value)
     assert set(seen) >= set(describe(space))
     assert seen["model.layers"] >= {"last", "weighted"}
+    if name == "whisper_probe":
+        assert seen["model.layers"] == {"last", "weighted", "middle"}
     if name == "whisper_lpft":
         assert seen["train.probe_epochs"] == {1, 2, 3, 4, 5}
         assert base.model.freeze_encoder is False
