@@ -36,16 +36,17 @@ def test_parse_constraints() -> None:
                     [gap, parse_constraint("uar_speaker_p10>=0.5")])
 
 
-def test_optuna_is_told_each_trials_constraints() -> None:
+def test_optuna_is_told_each_trials_constraints(tmp_path: Path) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
     searcher = DivergenceAwareOptunaSearch(space=lambda trial: {"x": trial.suggest_float("x", 0, 1)},
                                            metric="uar_score", mode="max",
-                                           sampler=optuna.samplers.TPESampler(seed=0),
-                                           constraints=[parse_constraint("uar_age_gap<=0.10")])
+                                           sampler=optuna.samplers.TPESampler(seed=0), study_name="constrained",
+                                           storage=storage, constraints=[parse_constraint("uar_age_gap<=0.10")])
     for trial_id, gap in (("a", 0.3), ("b", 0.05)):
         assert searcher.suggest(trial_id) is not None
         searcher.on_trial_complete(trial_id, {"uar_score": 0.7, "uar_age_gap_score": gap})
-    trials = searcher._ot_study.get_trials()
+    trials = optuna.load_study(study_name="constrained", storage=storage).get_trials()
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert [t.constraints for t in trials] == [{"uar_age_gap<=0.1": pytest.approx(0.2)},
                                                {"uar_age_gap<=0.1": pytest.approx(-0.05)}]

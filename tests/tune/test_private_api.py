@@ -80,3 +80,16 @@ def test_a_result_grid_keeps_its_trials() -> None:
     grid = ResultGrid.__new__(ResultGrid)
     grid._experiment_analysis = Analysis()  # what __init__ stores, as its source (above) shows
     assert [t.trial_id for t in private_api.grid_trials(grid)] == ["t1"]
+
+
+def test_optuna_search_keeps_its_asked_trials_until_told() -> None:
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch(space=lambda trial: {"x": trial.suggest_float("x", 0, 1)}, metric="m", mode="max",
+                            sampler=optuna.samplers.RandomSampler(seed=0))
+    assert searcher.suggest("a") is not None
+    asked = private_api.open_optuna_trial(searcher, "a")
+    assert isinstance(asked, optuna.Trial) and asked.params.keys() == {"x"}
+    searcher.on_trial_complete("a", {"m": 1.0})
+    assert private_api.open_optuna_trial(searcher, "a") is None
+    assert private_api.open_optuna_trial(searcher, "never-asked") is None

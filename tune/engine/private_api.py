@@ -16,9 +16,10 @@ if TYPE_CHECKING:
     import optuna
     from ray.tune import ResultGrid
     from ray.tune.experiment import Trial
+    from ray.tune.search.optuna import OptunaSearch
 
 __all__ = ["CHECKED", "RAY_SYNCER_LOGGER", "exit_now", "forgive_failure", "grid_trials", "loopback_init_options",
-           "validate_frozen_trial"]
+           "open_optuna_trial", "validate_frozen_trial"]
 
 CHECKED = {"ray": "2.60.0", "optuna": "5.0.0", "python": "3.11"}
 
@@ -60,3 +61,12 @@ def grid_trials(grid: ResultGrid) -> Sequence[Trial]:
     --resume). Why: ResultGrid exposes Results only, which carry no experiment tag."""
     analysis = getattr(grid, "_experiment_analysis", None)
     return list(getattr(analysis, "trials", None) or [])
+
+
+def open_optuna_trial(searcher: OptunaSearch, trial_id: str) -> optuna.Trial | None:
+    """The Optuna trial OptunaSearch asked for Tune's `trial_id`, while it is not yet told (None once it is, or for
+    an unknown id). Why: `Trial.set_constraint` (--constraint) must reach the trial before OptunaSearch tells the
+    study its value, and OptunaSearch keeps its Tune-to-Optuna map private."""
+    if trial_id in searcher._completed_trials:
+        return None
+    return searcher._ot_trials.get(trial_id)

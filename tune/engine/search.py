@@ -22,6 +22,7 @@ from search_spaces import SearchSpace
 from search_spaces.pinning import PinnedSpace
 from tune.engine.arguments import RunSettings
 from tune.engine.interrupt import StopWhenSaved
+from tune.engine.private_api import open_optuna_trial
 from tune.engine.progress import TrialLines
 from tune.engine.resources import trial_resources
 from tune.engine.storage_full import StopWhenStorageFull
@@ -51,8 +52,8 @@ class DivergenceAwareOptunaSearch(OptunaSearch):
         keys = self.metric if isinstance(self.metric, list) else [self.metric]
         if result and (result.get("error") or not all(_finite(result.get(key)) for key in keys)):
             result, error = None, True
-        trial = self._ot_trials.get(trial_id)  # OptunaSearch's own map of Tune trials to Optuna trials
-        if result and trial is not None and trial_id not in self._completed_trials:
+        trial = open_optuna_trial(self, trial_id)
+        if result and trial is not None:
             for constraint in self.constraints:  # before `tell`: the sampler reads them when the trial completes
                 trial.set_constraint(constraint.text, constraint.violation(result))
         super().on_trial_complete(trial_id, result=result, error=error)
