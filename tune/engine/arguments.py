@@ -389,6 +389,8 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
     if names:
         overrides["train.metric"] = names[0]
     overrides.update(assignments)
+    if args.demo:  # the demo's generic presets step back where the user's own settings leave them unread (a
+        overrides = without_unread_demo_presets(overrides, space.base)  # --set model.pretrained=DIR: no model.size)
     config = with_absolute_paths(check_config(Config().with_overrides(overrides)))  # trials run in other folders
     check_objectives(names, config)
     if config.data.k_fold < 2:
@@ -408,6 +410,19 @@ def settings_from_args(args: argparse.Namespace, space: SearchSpace) -> RunSetti
         log_to=",".join(trackers), mlflow_uri=args.mlflow_uri or "",
         constraints=[constraint.text for constraint in check_constraints(args.constraints or [], config)],
         sampler=args.sampler or default_sampler(args.num_samples or budget.get("num_samples", 20)))
+
+
+def without_unread_demo_presets(overrides: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """`overrides` with each DEMO_OVERRIDES preset the final model does not read put back to the space's base (or
+    the default): a preset is the demo's choice, not the user's, so it never earns an inert-setting refusal."""
+    from core.checks import ignored_keys
+    from search_spaces import DEMO_OVERRIDES
+
+    unread = set(ignored_keys(Config().with_overrides(overrides))) & set(DEMO_OVERRIDES)
+    kept = {key: value for key, value in overrides.items()
+            if key not in unread or overrides[key] != DEMO_OVERRIDES[key]}
+    kept.update({key: base[key] for key in unread if key in base})
+    return kept
 
 
 def check_constraints(texts: list[str], config: Config) -> list:

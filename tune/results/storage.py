@@ -18,6 +18,7 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,23 @@ def megabytes(count: int) -> str:
 
 class ExperimentInUse(UserError):
     """Another live process holds the experiment's lock."""
+
+
+def hold_lock(file: Path, refusal: Callable[[str], Exception]) -> Any:
+    """Take `file`'s exclusive lock for as long as the returned open file lives (closing it, or the process ending,
+    releases it) and write who holds it; raise `refusal(holder)` if a live process holds it already."""
+    handle = open(file, "a+b")  # noqa: SIM115 (kept open: closing it releases the lock)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().decode(errors="replace").strip() or "another process"
+        handle.close()
+        raise refusal(holder) from None
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}".encode())
+    handle.flush()
+    return handle
 
 
 class RunStore:
@@ -143,19 +161,9 @@ class RunStore:
         if is_uri(self.storage):
             return contextlib.nullcontext()
         os.makedirs(self.path, exist_ok=True)
-        handle = open(f"{self.path}/{LOCK}", "a+b")  # noqa: SIM115 (kept open: closing it releases the lock)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().decode(errors="replace").strip() or "another process"
-            handle.close()
-            raise ExperimentInUse(f"experiment {self.location} is in use by a running search ({holder}); wait for "
-                                  "it to end, or stop it first") from None
-        handle.truncate(0)
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}".encode())
-        handle.flush()
-        return handle
+        return hold_lock(Path(self.path, LOCK), lambda holder: ExperimentInUse(
+            f"experiment {self.location} is in use by a running search ({holder}); wait for it to end, or stop it "
+            "first"))
 
     def reserve(self) -> AbstractContextManager[Any]:
         """Hold this experiment's name on this machine from the first checks on, before the folder exists (the data
@@ -170,19 +178,9 @@ class RunStore:
         folder = Path(tempfile.gettempdir()) / "audiotune-locks"
         folder.mkdir(mode=0o1777, exist_ok=True)  # shared by the machine's users, like /tmp itself
         key = hashlib.sha256(os.path.realpath(self.path).encode()).hexdigest()[:32]
-        handle = open(folder / f"{key}.lock", "a+b")  # noqa: SIM115 (kept open: closing it releases the lock)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().decode(errors="replace").strip() or "another process"
-            handle.close()
-            raise UserError(f"experiment {self.location} is being started or run by another tune.run ({holder}); "
-                            "wait for it, --resume it once it has stopped, or pick another --name") from None
-        handle.truncate(0)
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}".encode())
-        handle.flush()
-        return handle
+        return hold_lock(folder / f"{key}.lock", lambda holder: UserError(
+            f"experiment {self.location} is being started or run by another tune.run ({holder}); wait for it, "
+            "--resume it once it has stopped, or pick another --name"))
 
     def check_free(self) -> None:
         """Refuse now (before the data checks) to resume or overwrite a search that is still running."""
