@@ -158,7 +158,7 @@ def out_of_fold_file(config_path: Path) -> Path | None:
     """The out-of-fold predictions of the trial a search export describes: best_config.json's `out_of_fold` link
     (relative to its folder), or, for an export written before the link, oof_predictions.parquet beside a
     best_config.json; None for a plain config or a Pareto trial's (the file holds the winner's only)."""
-    raw = json.loads(config_path.read_text())
+    raw = parse_json(config_path, read_text(config_path))  # as load_config_file reads it (a BOM, say)
     if not isinstance(raw, dict) or "config" not in raw:
         return None
     link = raw.get("out_of_fold")
@@ -256,7 +256,7 @@ def checkpoint_members(config_path: Path, run_folder: Path, config: Config, data
     from core.models import MODELS
     from core.statistics import FoldStatistics
 
-    export = json.loads(config_path.read_text())
+    export = parse_json(config_path, read_text(config_path))
     trial, epoch = export.get("trial_id"), (export.get("validated") or {}).get("epoch")
     checkpoints = sorted((run_folder / f"trial_{trial}").glob("checkpoint_*"))
     if not trial or not checkpoints or not (checkpoints[-1] / TRIAL_META).is_file():

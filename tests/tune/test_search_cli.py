@@ -100,6 +100,17 @@ def test_export_is_the_winner_and_its_validated_recipe(search: tuple[Path, subpr
 
 
 SEARCH_PLOTS = ["optimisation_history.png", "learning_curves.png", "slice.png", "param_importances.png"]
+
+
+def drawn_search_plots(folder: Path) -> list[str]:
+    """The search figures drawn; each one not drawn is in plots/skipped.json with its reason. Only the importances
+    may be skipped here: three toy trials of two epochs can all score chance (UAR 0.5), which fANOVA cannot split."""
+    skipped = json.loads((folder / "plots" / "skipped.json").read_text())
+    assert set(skipped) <= {"param_importances.png"}, skipped
+    assert all(skipped.values())
+    drawn = [name for name in SEARCH_PLOTS if name not in skipped]
+    assert drawn == [name for name in SEARCH_PLOTS if (folder / "plots" / name).is_file()]
+    return drawn
 FINAL_PLOTS = ["confusion_matrix.png", "roc_curve.png", "reliability_diagram.png", "uar_per_word.png",
                "uar_per_age_band.png"]  # the reliability diagram: calibrated on the out-of-fold predictions
 
@@ -120,9 +131,8 @@ def test_search_plots_show_the_leaderboard_and_the_report_holds_them(
     from tune.results.plots import history_figure, history_table
 
     folder, _ = search
-    for name in SEARCH_PLOTS:
+    for name in drawn_search_plots(folder):
         assert_png((folder / "plots" / name).read_bytes())
-    assert json.loads((folder / "plots" / "skipped.json").read_text()) == {}
     table = pd.read_csv(folder / "leaderboard.csv", dtype={"trial_id": str})
     order = sampling_order(folder)
     assert sorted(order.values()) == [1, 2, 3] and set(order) == set(table["trial_id"])
@@ -134,7 +144,7 @@ def test_search_plots_show_the_leaderboard_and_the_report_holds_them(
     # the written figure is exactly this one: the leaderboard's scores in Tune's sampling order
     assert png_bytes(history_figure(history, "uar")) == (folder / "plots" / "optimisation_history.png").read_bytes()
     page = (folder / "report.html").read_text()
-    assert table["trial_id"][0] in page and page.count("data:image/png;base64,") >= len(SEARCH_PLOTS)
+    assert table["trial_id"][0] in page and page.count("data:image/png;base64,") == len(drawn_search_plots(folder))
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +193,7 @@ def test_final_plots_and_the_run_report_with_the_final_model(
     page = (folder / "report.html").read_text()  # tune.final refreshed the run's page with its model folder
     assert "Final model: held-out test set" in page and str(final) in page
     assert f"{report['metrics']['uar']:.4f}" in page
-    assert page.count("data:image/png;base64,") == len(SEARCH_PLOTS) + len(FINAL_PLOTS)
+    assert page.count("data:image/png;base64,") == len(drawn_search_plots(folder)) + len(FINAL_PLOTS)
     assert pd.read_csv(folder / "leaderboard.csv", dtype={"trial_id": str})["trial_id"][0] in page
 
 
